@@ -1,0 +1,103 @@
+"""Networks: the fully connected PINN network and output transforms.
+
+:class:`MLP` maps ``(N, d)`` coordinates to ``(N, m)`` fields,
+
+.. math::  h_0 = A z + c, \\quad h_{l} = \\sigma(W_l h_{l-1} + b_l), \\quad
+           u = W_{L+1} h_L + b_{L+1},
+
+where the fixed affine map ``A z + c`` sends the domain box ``[lows, highs]`` to
+``[-1, 1]^d`` (inputs on a common scale help every optimizer), ``sigma`` is the
+activation and the weights start Glorot-normal with zero biases.
+
+:class:`OutputTransform` wraps a network to impose conditions exactly ("hard
+constraints"): ``u(z) = g(z, N(z))``, e.g. ``u = t * N(x, t) - sin(pi x)`` makes the
+initial condition hold by construction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["MLP", "OutputTransform", "ACTIVATIONS", "parse_layers"]
+
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "tanh": nn.Tanh,
+    "sin": lambda: _Sin(),
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+    "softplus": nn.Softplus,
+}
+
+
+class _Sin(nn.Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.sin(x)
+
+
+def parse_layers(text: str | Sequence[int]) -> tuple[int, ...]:
+    """``"20,20,20"`` -> ``(20, 20, 20)``; positive widths only."""
+    if isinstance(text, str):
+        try:
+            widths = tuple(int(w) for w in text.replace(" ", "").split(",") if w)
+        except ValueError:
+            raise ValueError(f"layers must be comma-separated integers, got {text!r}") from None
+    else:
+        widths = tuple(int(w) for w in text)
+    if not widths or any(w <= 0 for w in widths):
+        raise ValueError(f"layers must be positive widths, got {text!r}")
+    return widths
+
+
+class MLP(nn.Module):
+    """Fully connected network ``d -> hidden... -> m`` with input scaling to ``[-1, 1]``."""
+
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int = 1,
+        hidden: Sequence[int] = (20, 20, 20),
+        activation: str = "tanh",
+        lows: Sequence[float] | None = None,
+        highs: Sequence[float] | None = None,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(
+                f"unknown activation {activation!r}; choose from: {', '.join(ACTIVATIONS)}"
+            )
+        widths = [in_dim, *parse_layers(hidden), out_dim]
+        gen = torch.Generator().manual_seed(seed) if seed is not None else None
+        layers: list[nn.Module] = []
+        for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+            lin = nn.Linear(a, b, dtype=torch.float64)
+            std = (2.0 / (a + b)) ** 0.5
+            with torch.no_grad():
+                lin.weight.copy_(torch.randn(b, a, generator=gen, dtype=torch.float64) * std)
+                lin.bias.zero_()
+            layers.append(lin)
+            if i < len(widths) - 2:
+                layers.append(ACTIVATIONS[activation]())
+        self.layers = nn.Sequential(*layers)
+        lo = torch.as_tensor(lows if lows is not None else [-1.0] * in_dim, dtype=torch.float64)
+        hi = torch.as_tensor(highs if highs is not None else [1.0] * in_dim, dtype=torch.float64)
+        self.register_buffer("scale", 2.0 / (hi - lo))
+        self.register_buffer("shift", -(hi + lo) / (hi - lo))
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.layers(z * self.scale + self.shift)
+
+
+class OutputTransform(nn.Module):
+    """``u(z) = transform(z, net(z))``: conditions imposed exactly by construction."""
+
+    def __init__(self, net: nn.Module, transform: Callable[[Tensor, Tensor], Tensor]) -> None:
+        super().__init__()
+        self.net = net
+        self.transform = transform
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.transform(z, self.net(z))

@@ -1,0 +1,236 @@
+"""A compiled problem: loss, gradient, Hessian-vector products and residuals of a flat theta.
+
+:class:`PINNObjective` turns a :class:`~pinnsolve.problem.Problem` and a ``torch.nn.Module``
+into functions of one flat parameter vector ``theta`` (the concatenation of the model's
+parameters), which is all the optimization engine sees:
+
+* ``loss(theta)`` = :math:`\\sum_k w_k \\operatorname{mean}_i r_k(z_i)^2`,
+* ``loss_and_grad(theta)``: the loss and :math:`\\nabla_\\theta L` (reverse mode),
+* ``hvp(theta, v)`` = :math:`\\nabla^2_\\theta L\\, v` (forward-over-reverse with torch.func),
+* ``residuals(theta)``: the vector :math:`\\rho` with :math:`L = \\|\\rho\\|^2`, i.e. the
+  term residuals scaled by :math:`\\sqrt{w_k / n_k}` (``n_k`` entries of term ``k``),
+* ``term_losses(theta)``: each term's unweighted mean square.
+
+Device and dtype come from one place, the ``device``/``dtype`` arguments; the model,
+points and targets are moved there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.func import functional_call, grad, jvp
+
+from .fields import FieldSet, Plan
+from .models import OutputTransform
+from .problem import Condition, Problem
+
+__all__ = ["PINNObjective", "FunctionObjective", "flatten_parameters"]
+
+
+def flatten_parameters(model: torch.nn.Module) -> Tensor:
+    """The model's parameters concatenated into one detached 1-D tensor."""
+    return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+
+
+class FunctionObjective:
+    """An objective from a plain differentiable function ``f(theta) -> scalar tensor``.
+
+    Gradients by ``torch.autograd``; Hessian-vector products by torch.func
+    (forward-over-reverse).  Handy for tests and for users with their own loss.
+    """
+
+    def __init__(self, fn: Callable[[Tensor], Tensor]) -> None:
+        self.fn = fn
+
+    def loss(self, theta: Tensor) -> Tensor:
+        with torch.no_grad():
+            return self.fn(theta).detach()
+
+    def loss_and_grad(self, theta: Tensor) -> tuple[Tensor, Tensor]:
+        with torch.enable_grad():
+            th = theta.detach().requires_grad_(True)
+            value = self.fn(th)
+            (g,) = torch.autograd.grad(value, th)
+        return value.detach(), g
+
+    def hvp(self, theta: Tensor, v: Tensor) -> Tensor:
+        return jvp(grad(self.fn), (theta.detach(),), (v,))[1]
+
+
+class _Term:
+    """A condition with its points on the device, constant data and derivative plans."""
+
+    def __init__(self, condition: Condition, points: list[Tensor], aux: dict[str, Tensor]):
+        self.condition = condition
+        self.points = points
+        self.aux = aux
+        self.plans = [Plan() for _ in points]
+
+    @property
+    def name(self) -> str:
+        return self.condition.name
+
+
+class PINNObjective:
+    """The weighted composite PINN loss of ``problem`` with ``model``, on a flat theta.
+
+    Parameters
+    ----------
+    problem, model
+        The problem and a network mapping ``(N, d)`` coordinates to ``(N, m)`` fields.
+    dtype, device
+        Where everything lives (default float64 on CPU).
+    seed
+        Seeds the collocation sampling (and nothing else).
+    sampler
+        Overrides the problem's default sampler for terms that do not name their own.
+    weights
+        Overrides of term weights by term name.
+    """
+
+    def __init__(
+        self,
+        problem: Problem,
+        model: torch.nn.Module,
+        *,
+        dtype: torch.dtype = torch.float64,
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+        sampler: str | None = None,
+        weights: dict[str, float] | None = None,
+    ) -> None:
+        if not problem.conditions:
+            raise ValueError("the problem has no terms: add a PDE residual or a condition")
+        self.problem = problem
+        self.dtype = dtype
+        self.device = torch.device(device)
+        if problem.transform is not None:
+            model = OutputTransform(model, problem.transform)
+        self.model = model.to(device=self.device, dtype=dtype)
+        self.parameters = dict(problem.parameters)
+        self._names = [n for n, _ in self.model.named_parameters()]
+        self._shapes = [p.shape for _, p in self.model.named_parameters()]
+        self._sizes = [p.numel() for _, p in self.model.named_parameters()]
+        self.weights = {c.name: c.weight for c in problem.conditions}
+        for name, w in (weights or {}).items():
+            if name not in self.weights:
+                raise ValueError(f"no term named {name!r}; terms: {', '.join(self.weights)}")
+            self.weights[name] = float(w)
+        self.sampler = sampler or problem.sampler
+        self.terms: list[_Term] = []
+        self.resample(seed)
+        self._check_outputs()
+
+    # -- parameters --------------------------------------------------------------------
+
+    @property
+    def n_params(self) -> int:
+        return sum(self._sizes)
+
+    def initial_theta(self) -> Tensor:
+        """The model's current parameters as a flat vector (the usual starting point)."""
+        return flatten_parameters(self.model)
+
+    def unflatten(self, theta: Tensor) -> dict[str, Tensor]:
+        """Views of ``theta`` shaped like the model's parameters, by name."""
+        if theta.shape != (self.n_params,):
+            raise ValueError(
+                f"theta must have shape ({self.n_params},), got {tuple(theta.shape)}"
+            )
+        chunks = theta.split(self._sizes)
+        return {n: c.view(s) for n, c, s in zip(self._names, chunks, self._shapes)}
+
+    def load_into_model(self, theta: Tensor) -> torch.nn.Module:
+        """Copy ``theta`` into the model's parameters and return the model."""
+        torch.nn.utils.vector_to_parameters(theta.detach(), self.model.parameters())
+        return self.model
+
+    def network(self, theta: Tensor) -> Callable[[Tensor], Tensor]:
+        """``Z -> model(Z)`` with the parameters ``theta`` (a pure function for torch.func)."""
+        params = self.unflatten(theta)
+        return lambda Z: functional_call(self.model, params, (Z,))
+
+    # -- points ------------------------------------------------------------------------
+
+    def resample(self, seed: int) -> None:
+        """Draw fresh points for every term (data terms keep theirs)."""
+        rng = np.random.default_rng(seed)
+        problem = self.problem
+        self.terms = []
+        for c in problem.conditions:
+            sets = c.sample(problem.domain, self.sampler, rng)
+            pts = [torch.as_tensor(p, dtype=self.dtype, device=self.device) for p in sets]
+            self.terms.append(_Term(c, pts, c.prepare(problem, pts)))
+
+    def _check_outputs(self) -> None:
+        m = len(self.problem.fields)
+        probe = self.terms[0].points[0][:2]
+        with torch.no_grad():
+            out = self.network(self.initial_theta())(probe)
+        if out.ndim != 2 or out.shape[1] != m:
+            raise ValueError(
+                f"the model maps (2, {probe.shape[1]}) inputs to {tuple(out.shape)}; the problem "
+                f"has {m} field(s) {self.problem.fields}, so expected (2, {m})"
+            )
+
+    # -- evaluation --------------------------------------------------------------------
+
+    def _term_residuals(self, theta: Tensor) -> list[Tensor]:
+        net = self.network(theta)
+        coords, fields = self.problem.coords, self.problem.fields
+        out = []
+        for term in self.terms:
+            sets = [FieldSet(net, Z, coords, fields, plan) for Z, plan in zip(term.points,
+                                                                               term.plans)]
+            out.append(term.condition.residual(sets, term.aux, self.parameters))
+        return out
+
+    def _loss(self, theta: Tensor) -> Tensor:
+        """The loss as a pure function of theta (composable with torch.func transforms)."""
+        total = theta.new_zeros(())
+        for term, r in zip(self.terms, self._term_residuals(theta)):
+            w = self.weights[term.name]
+            if w != 0:
+                total = total + w * r.pow(2).mean()
+        return total
+
+    def loss(self, theta: Tensor) -> Tensor:
+        return self._loss(theta.detach()).detach()
+
+    def loss_and_grad(self, theta: Tensor) -> tuple[Tensor, Tensor]:
+        with torch.enable_grad():
+            th = theta.detach().requires_grad_(True)
+            value = self._loss(th)
+            (g,) = torch.autograd.grad(value, th)
+        return value.detach(), g
+
+    def hvp(self, theta: Tensor, v: Tensor) -> Tensor:
+        """Hessian-vector product by forward-over-reverse differentiation (torch.func)."""
+        return jvp(grad(self._loss), (theta.detach(),), (v,))[1]
+
+    def residuals(self, theta: Tensor) -> Tensor:
+        """The scaled residual vector ``rho`` with ``loss = ||rho||^2``."""
+        parts = []
+        for term, r in zip(self.terms, self._term_residuals(theta)):
+            w = self.weights[term.name]
+            parts.append(r.reshape(-1) * (w / r.numel()) ** 0.5)
+        return torch.cat(parts)
+
+    def term_losses(self, theta: Tensor) -> dict[str, float]:
+        """Each term's unweighted mean squared residual."""
+        with torch.no_grad():
+            rs = self._term_residuals(theta.detach())
+        return {t.name: float(r.pow(2).mean()) for t, r in zip(self.terms, rs)}
+
+    def predict(self, theta: Tensor, points: Any, batch: int = 65536) -> np.ndarray:
+        """Network outputs ``(N, m)`` at ``points`` (array-like ``(N, d)``), as numpy."""
+        Z = torch.as_tensor(np.asarray(points), dtype=self.dtype, device=self.device)
+        net = self.network(theta.detach())
+        with torch.no_grad():
+            out = torch.cat([net(Z[i:i + batch]) for i in range(0, Z.shape[0], batch)])
+        return out.cpu().numpy()

@@ -1,0 +1,260 @@
+"""The engine's contract: what an objective offers, what a method does, and the one loop.
+
+Every optimizer in :mod:`pinnsolve.optim` works on a single flat parameter vector
+``theta`` (a 1-D tensor carrying the device and dtype of the run) and talks to the
+problem only through an :class:`Objective`.  A method implements one iteration in
+:meth:`Method.step`; :func:`minimize` is the single loop that drives any method,
+checks the stopping rules, calls the callbacks and reports why it stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "Objective",
+    "Method",
+    "StepInfo",
+    "StopCriteria",
+    "Result",
+    "minimize",
+    "STOP_REASONS",
+]
+
+#: Every reason a run can end with, as reported in ``Result.stop_reason``.
+STOP_REASONS = {
+    "gtol": "gradient norm below tolerance",
+    "ftol": "relative loss change below tolerance",
+    "max_iter": "iteration limit reached",
+    "max_evals": "function evaluation limit reached",
+    "max_time": "wall-time limit reached",
+    "line_search_failed": "line search found no acceptable step",
+    "non_finite": "loss or gradient is not finite at the current point",
+    "interrupted": "interrupted by the user (Ctrl-C)",
+    "callback": "stopped by a callback",
+}
+
+
+@runtime_checkable
+class Objective(Protocol):
+    """A differentiable scalar function of a flat parameter vector.
+
+    Required: :meth:`loss` and :meth:`loss_and_grad`.  Optional, for the methods that
+    need them: ``hvp(theta, v)`` (Hessian-vector product), ``residuals(theta)`` (the
+    vector r with loss = sum of weighted squares of r).
+    """
+
+    def loss(self, theta: Tensor) -> Tensor:
+        """The loss f(theta) as a 0-dim tensor (no graph attached)."""
+        ...
+
+    def loss_and_grad(self, theta: Tensor) -> tuple[Tensor, Tensor]:
+        """f(theta) and its gradient, both detached."""
+        ...
+
+
+@dataclass
+class StepInfo:
+    """What one iteration of a method reports back to the loop."""
+
+    loss: Tensor  #: f at the new iterate (0-dim tensor)
+    grad: Tensor | None  #: gradient at the new iterate, if the method has it
+    evals: int  #: objective evaluations spent in this iteration
+    failed: str | None = None  #: a stop reason key if the method cannot go on
+
+
+class Method:
+    """One optimization algorithm on a flat parameter vector.
+
+    Subclasses implement :meth:`start` (evaluate at the starting point, set up state)
+    and :meth:`step` (one iteration).  All state lives in ``self.state``, a plain dict
+    of tensors and Python numbers, so :meth:`state_dict` / :meth:`load_state_dict`
+    round-trip it and a resumed run continues exactly where it stopped.
+    """
+
+    name: str = "method"
+
+    def __init__(self) -> None:
+        self.state: dict[str, Any] = {}
+
+    def start(self, objective: Objective, theta: Tensor) -> StepInfo:
+        """Prepare to iterate from ``theta``; evaluates the objective there."""
+        loss, grad = objective.loss_and_grad(theta)
+        self.state.update(loss=loss, grad=grad)
+        return StepInfo(loss=loss, grad=grad, evals=1)
+
+    def step(self, objective: Objective, theta: Tensor) -> StepInfo:
+        """Take one iteration, updating ``theta`` **in place**."""
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        return _copy(self.state)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.state = _copy(dict(state))
+
+
+def _copy(v: Any) -> Any:
+    if isinstance(v, list):
+        return [_copy(x) for x in v]
+    if isinstance(v, tuple):
+        return tuple(_copy(x) for x in v)
+    if isinstance(v, dict):
+        return {k: _copy(x) for k, x in v.items()}
+    if isinstance(v, Tensor):
+        return v.clone()
+    return v
+
+
+@dataclass
+class StopCriteria:
+    """Stopping rules, checked after every iteration.
+
+    * ``gtol``: stop when ``||g||_inf <= gtol``.
+    * ``ftol``: stop when ``|f_k - f_{k+1}| <= ftol * max(|f_k|, |f_{k+1}|, 1e-300)``
+      for ``patience`` consecutive iterations (0 disables).
+    * ``max_iter``, ``max_evals``, ``max_time`` (seconds): budgets (``None`` = no limit).
+    """
+
+    gtol: float = 0.0
+    ftol: float = 0.0
+    patience: int = 10
+    max_iter: int | None = 1000
+    max_evals: int | None = None
+    max_time: float | None = None
+
+
+@dataclass
+class Result:
+    """The outcome of :func:`minimize`."""
+
+    theta: Tensor
+    loss: float
+    grad_norm: float
+    iterations: int
+    function_evals: int
+    wall_time_s: float
+    stop_reason: str
+    loss_history: list[float] = field(default_factory=list)
+
+    @property
+    def message(self) -> str:
+        return STOP_REASONS.get(self.stop_reason, self.stop_reason)
+
+
+@dataclass
+class Progress:
+    """Counters of a run, passed to callbacks and kept across resumes."""
+
+    iteration: int = 0
+    function_evals: int = 0
+    elapsed: float = 0.0  #: wall time spent in previous sessions plus this one
+    loss: float = math.nan
+    grad_norm: float = math.nan
+    loss_history: list[float] = field(default_factory=list)
+
+
+#: A callback gets (theta, progress, method) after each iteration; returning True stops.
+Callback = Callable[[Tensor, Progress, Method], "bool | None"]
+
+
+def _grad_norm(grad: Tensor | None) -> float:
+    return math.nan if grad is None else float(grad.abs().max())
+
+
+def minimize(
+    objective: Objective,
+    theta: Tensor,
+    method: Method,
+    stop: StopCriteria | None = None,
+    callbacks: Sequence[Callback] = (),
+    progress: Progress | None = None,
+) -> Result:
+    """Run ``method`` on ``objective`` from ``theta`` (updated in place) until a rule stops it.
+
+    ``progress`` (and ``method`` with a loaded state) resumes an earlier run: pass the
+    ``Progress`` saved with the checkpoint and the method will not re-evaluate the
+    starting point.  Ctrl-C ends the run cleanly after the last completed iteration
+    with ``stop_reason = "interrupted"``.
+    """
+    stop = stop or StopCriteria()
+    resumed = progress is not None and bool(method.state)
+    progress = progress or Progress()
+    t0 = time.perf_counter() - progress.elapsed
+    reason = None
+    small_changes = 0
+    try:
+        if not resumed:
+            info = method.start(objective, theta)
+            progress.function_evals += info.evals
+            progress.loss = float(info.loss)
+            progress.grad_norm = _grad_norm(info.grad)
+            progress.loss_history.append(progress.loss)
+            if not math.isfinite(progress.loss) or not math.isfinite(progress.grad_norm):
+                reason = "non_finite"
+        while reason is None:
+            if progress.grad_norm <= stop.gtol:
+                reason = "gtol"
+                break
+            if stop.max_iter is not None and progress.iteration >= stop.max_iter:
+                reason = "max_iter"
+                break
+            if stop.max_evals is not None and progress.function_evals >= stop.max_evals:
+                reason = "max_evals"
+                break
+            if stop.max_time is not None and time.perf_counter() - t0 >= stop.max_time:
+                reason = "max_time"
+                break
+            previous = progress.loss
+            info = method.step(objective, theta)
+            progress.function_evals += info.evals
+            progress.elapsed = time.perf_counter() - t0
+            if info.failed is not None:
+                reason = info.failed
+                break
+            progress.iteration += 1
+            progress.loss = float(info.loss)
+            progress.grad_norm = _grad_norm(info.grad)
+            progress.loss_history.append(progress.loss)
+            if any(cb(theta, progress, method) for cb in callbacks):
+                reason = "callback"
+                break
+            change = abs(previous - progress.loss)
+            scale = max(abs(previous), abs(progress.loss), 1e-300)
+            small_changes = small_changes + 1 if change <= stop.ftol * scale else 0
+            if stop.ftol > 0 and small_changes >= max(stop.patience, 1):
+                reason = "ftol"
+    except KeyboardInterrupt:
+        reason = "interrupted"
+    progress.elapsed = time.perf_counter() - t0
+    return Result(
+        theta=theta,
+        loss=progress.loss,
+        grad_norm=progress.grad_norm,
+        iterations=progress.iteration,
+        function_evals=progress.function_evals,
+        wall_time_s=progress.elapsed,
+        stop_reason=reason,
+        loss_history=progress.loss_history,
+    )
+
+
+def flat_dtype_device(theta: Tensor) -> dict[str, Any]:
+    """``dict(dtype=..., device=...)`` of ``theta``, for allocating state alongside it."""
+    return {"dtype": theta.dtype, "device": theta.device}
+
+
+def as_float(x: Tensor | float) -> float:
+    return float(x.item()) if isinstance(x, Tensor) else float(x)
+
+
+def is_finite(*xs: Tensor) -> bool:
+    """True when every tensor holds only finite values (one host sync)."""
+    return bool(torch.stack([torch.isfinite(x).all() for x in xs]).all())
