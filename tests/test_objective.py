@@ -1,0 +1,140 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from pinnsolve import MLP, Dirichlet, Initial, Interval, Problem, TimeInterval
+from pinnsolve.objective import FunctionObjective
+from pinnsolve.problems.burgers import make_problem
+
+
+def small_burgers(hard=False):
+    problem = make_problem(nu=0.05, points=64, boundary_points=16, initial_points=16, hard=hard)
+    return problem.compile(MLP(2, 1, (8, 8), lows=[-1, 0], highs=[1, 1], seed=1))
+
+
+@pytest.mark.parametrize("hard", [False, True])
+def test_gradient_matches_finite_differences(hard):
+    obj = small_burgers(hard)
+    theta = obj.initial_theta()
+    _, g = obj.loss_and_grad(theta)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        v = torch.randn(theta.shape, generator=gen, dtype=theta.dtype)
+        h = 1e-6
+        fd = (obj.loss(theta + h * v) - obj.loss(theta - h * v)) / (2 * h)
+        assert abs(float(fd - g @ v)) <= 1e-7 * max(1.0, abs(float(fd)))
+
+
+def test_hvp_matches_finite_differences_of_gradient():
+    obj = small_burgers()
+    theta = obj.initial_theta()
+    v = torch.randn(theta.shape, generator=torch.Generator().manual_seed(1), dtype=theta.dtype)
+    h = 1e-6
+    fd = (obj.loss_and_grad(theta + h * v)[1] - obj.loss_and_grad(theta - h * v)[1]) / (2 * h)
+    hv = obj.hvp(theta, v)
+    assert float((hv - fd).norm() / fd.norm()) < 1e-6
+
+
+def test_residuals_and_term_losses_are_consistent():
+    obj = small_burgers()
+    theta = obj.initial_theta()
+    loss = float(obj.loss(theta))
+    assert float(obj.residuals(theta).pow(2).sum()) == pytest.approx(loss, rel=1e-12)
+    terms = obj.term_losses(theta)
+    assert set(terms) == {"pde", "ic", "bc"}
+    assert sum(obj.weights[k] * v for k, v in terms.items()) == pytest.approx(loss, rel=1e-12)
+    obj.weights["ic"] = 10.0
+    assert float(obj.loss(theta)) == pytest.approx(loss + 9 * terms["ic"], rel=1e-12)
+
+
+def test_initial_condition_term_is_exact_at_the_solution():
+    # u = -sin(pi x) at t = 0: a model that returns exactly that has a zero IC loss.
+    class Exact(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = torch.nn.Parameter(torch.ones(1, dtype=torch.float64))
+
+        def forward(self, z):
+            return -self.a * torch.sin(math.pi * z[:, :1]) * torch.exp(-z[:, 1:])
+
+    obj = make_problem(nu=0.1, points=32).compile(Exact())
+    losses = obj.term_losses(obj.initial_theta())
+    assert losses["ic"] < 1e-28 and losses["bc"] < 1e-28 and losses["pde"] > 1e-3
+
+
+def test_hard_constraint_satisfies_conditions_exactly():
+    obj = small_burgers(hard=True)
+    theta = obj.initial_theta()
+    x = np.linspace(-1, 1, 11)
+    ic = obj.predict(theta, np.stack([x, np.zeros_like(x)], 1))[:, 0]
+    np.testing.assert_allclose(ic, -np.sin(np.pi * x), atol=1e-15)
+    bc = obj.predict(theta, np.array([[-1.0, 0.3], [1.0, 0.7]]))
+    np.testing.assert_allclose(bc, 0.0, atol=1e-15)
+    assert [t.name for t in obj.terms] == ["pde"]
+
+
+def test_bad_residual_shape_is_named():
+    p = Problem(Interval(0, 1) * TimeInterval(0, 1))
+    p.pde(lambda u: torch.stack([u.x, u.t, u.t], 1).reshape(-1), n=10)
+    with pytest.raises(ValueError, match=r"residual 'pde' returned shape \(30,\) on 10 points"):
+        p.compile(MLP(2, 1, (4,))).loss(torch.zeros(17, dtype=torch.float64))
+
+
+def test_unknown_residual_argument_is_named():
+    p = Problem(Interval(0, 1) * TimeInterval(0, 1), parameters={"nu": 1.0})
+    p.pde(lambda u, y: u.t - y, n=10)
+    obj = p.compile(MLP(2, 1, (4,)))
+    with pytest.raises(TypeError, match="argument 'y' is not a field"):
+        obj.loss(obj.initial_theta())
+
+
+def test_model_output_width_is_checked():
+    p = Problem(Interval(0, 1) * TimeInterval(0, 1), fields=("u", "v"))
+    p.pde(lambda u, v: u.t - v, n=10)
+    with pytest.raises(ValueError, match="2 field"):
+        p.compile(MLP(2, 1, (4,)))
+
+
+def test_system_with_two_fields():
+    # u_t = v, v_t = -u with u(0) = 0, v(0) = 1 (solution sin t, cos t): the residual of
+    # the exact solution is zero and a wrong model is not.
+    p = Problem(Interval(0, 1) * TimeInterval(0, 1), fields=("u", "v"))
+    p.pde(lambda u, v: (u.t - v, v.t + u), n=20)
+    p.add(Initial(0.0, field="u", n=5), Initial(1.0, field="v", n=5))
+
+    class Exact(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.ones((), dtype=torch.float64))
+
+        def forward(self, z):
+            t = z[:, 1:] * self.w
+            return torch.cat([torch.sin(t), torch.cos(t)], 1)
+
+    obj = p.compile(Exact())
+    assert float(obj.loss(torch.ones(1, dtype=torch.float64))) < 1e-28
+    assert float(obj.loss(torch.full((1,), 1.1, dtype=torch.float64))) > 1e-4
+
+
+def test_dirichlet_with_function_value_and_parameters():
+    p = Problem(Interval(0, 1) * TimeInterval(0, 1), parameters={"c": 2.0})
+    p.pde(lambda u, c: u.t - c * u.xx, n=10)
+    p.add(Dirichlet(lambda t, c: c * t, n=10))
+    obj = p.compile(MLP(2, 1, (4,)))
+    assert torch.allclose(obj.terms[1].aux["target"], 2 * obj.terms[1].points[0][:, 1])
+
+
+def test_float32_objective_keeps_dtype():
+    obj = make_problem(nu=0.1, points=32).compile(MLP(2, 1, (4,)), dtype=torch.float32)
+    loss, g = obj.loss_and_grad(obj.initial_theta())
+    assert loss.dtype == torch.float32 and g.dtype == torch.float32
+
+
+def test_function_objective():
+    obj = FunctionObjective(lambda th: (th**4).sum())
+    th = torch.tensor([1.0, 2.0], dtype=torch.float64)
+    loss, g = obj.loss_and_grad(th)
+    assert float(loss) == 17.0 and g.tolist() == [4.0, 32.0]
+    assert obj.hvp(th, torch.tensor([1.0, 0.0], dtype=torch.float64)).tolist() == [12.0, 0.0]
