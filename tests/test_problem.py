@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from pinnsolve.problems.burgers import make_problem
 
 from pinnsolve import (
     MLP,
@@ -15,7 +16,6 @@ from pinnsolve import (
     Robin,
     TimeInterval,
 )
-from pinnsolve.problems.burgers import make_problem
 
 
 def test_burgers_problem_terms_and_validation():
@@ -57,7 +57,7 @@ def test_bad_input_is_named(make, match):
 
 
 def test_neumann_and_robin_use_outward_normals():
-    # u = x^2 + y on the unit square: du/dn = 2x on x = 1, -2x = 0 on x = 0, 1 on y = 1, -1 on y = 0.
+    # u = x^2 + y on the unit square: du/dn = 2x on x = 1, 0 on x = 0, 1 on y = 1, -1 on y = 0.
     class Exact(torch.nn.Module):
         def __init__(self):
             super().__init__()
