@@ -29,6 +29,7 @@ nothing is computed twice and nothing the residual does not use is computed at a
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Sequence
 
 import torch
@@ -40,7 +41,8 @@ __all__ = ["Field", "FieldSet", "Plan", "parse_derivative"]
 Key = tuple[int, ...]  # sorted coordinate indices of a derivative; () is the value itself
 
 
-def parse_derivative(name: str, coords: Sequence[str]) -> Key:
+@functools.lru_cache(maxsize=1024)
+def parse_derivative(name: str, coords: tuple[str, ...]) -> Key:
     """Split a derivative name such as ``"xxt"`` into sorted coordinate indices.
 
     Coordinate names may be longer than one character (``"x1x2"`` with coordinates

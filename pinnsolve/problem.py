@@ -21,6 +21,7 @@ problem parameters (``nu``)::
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -94,10 +95,15 @@ class Condition:
         raise NotImplementedError
 
 
+@functools.lru_cache(maxsize=256)
+def _arg_names(fn: Callable) -> tuple[str, ...]:
+    return tuple(inspect.signature(fn).parameters)
+
+
 def _call_by_name(fn: Callable, what: str, sets: FieldSet, params: Mapping) -> Any:
     """Call ``fn`` with the fields, coordinates and parameters its argument names ask for."""
     args = []
-    for arg in inspect.signature(fn).parameters:
+    for arg in _arg_names(fn):
         if arg in sets.fields:
             args.append(sets[arg])
         elif arg in sets.coords:
@@ -118,7 +124,7 @@ def _target(value: Value, what: str, problem: Problem, Z: Tensor) -> Tensor:
     if callable(value):
         coords = {c: Z[:, i] for i, c in enumerate(problem.coords)}
         args = []
-        for arg in inspect.signature(value).parameters:
+        for arg in _arg_names(value):
             if arg in coords:
                 args.append(coords[arg])
             elif arg in problem.parameters:

@@ -5,8 +5,6 @@ import torch
 
 from pinnsolve.fields import FieldSet, Plan, parse_derivative
 
-torch.set_default_dtype(torch.float64)
-
 
 def analytic(Z):
     x, t = Z[:, 0], Z[:, 1]
@@ -15,7 +13,7 @@ def analytic(Z):
 
 @pytest.fixture
 def fs():
-    Z = torch.rand(50, 2, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    Z = torch.rand(50, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 2 - 1
     return FieldSet(analytic, Z, ("x", "t"), ("u", "v")), Z[:, 0], Z[:, 1]
 
 
@@ -58,7 +56,7 @@ def test_plan_learns_and_prefetches_once():
         calls.append(1)
         return analytic(Z)
 
-    Z = torch.rand(10, 2)
+    Z = torch.rand(10, 2, dtype=torch.float64)
     plan = Plan()
     s = FieldSet(counted, Z, ("x", "t"), ("u", "v"), plan)
     s["u"].t, s["u"].xx, s["u"].x  # noqa: B018
@@ -95,7 +93,8 @@ def test_unknown_derivative_is_a_clear_error(fs):
 def test_network_derivative_matches_autograd():
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
-    Z = torch.rand(20, 2, requires_grad=True)
+    net = net.double()
+    Z = torch.rand(20, 2, requires_grad=True, dtype=torch.float64)
     u = net(Z)[:, 0]
     g = torch.autograd.grad(u.sum(), Z, create_graph=True)[0]
     uxx = torch.autograd.grad(g[:, 0].sum(), Z)[0][:, 0]

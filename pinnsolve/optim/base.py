@@ -10,8 +10,11 @@ checks the stopping rules, calls the callbacks and reports why it stopped.
 from __future__ import annotations
 
 import math
+import signal
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -24,7 +27,10 @@ __all__ = [
     "StepInfo",
     "StopCriteria",
     "Result",
+    "Progress",
+    "Callback",
     "minimize",
+    "interrupt_guard",
     "STOP_REASONS",
 ]
 
@@ -93,6 +99,19 @@ class Method:
     def step(self, objective: Objective, theta: Tensor) -> StepInfo:
         """Take one iteration, updating ``theta`` **in place**."""
         raise NotImplementedError
+
+    def refresh(self, objective: Objective, theta: Tensor) -> StepInfo:
+        """Re-evaluate at ``theta`` keeping the accumulated state (history, moments).
+
+        For callers that changed ``theta`` or the objective between steps (e.g. the
+        ``torch.optim`` facade with a new closure); falls back to :meth:`start` when
+        there is no state yet.
+        """
+        if not self.state:
+            return self.start(objective, theta)
+        loss, grad = objective.loss_and_grad(theta)
+        self.state.update(loss=loss, grad=grad)
+        return StepInfo(loss=loss, grad=grad, evals=1)
 
     def state_dict(self) -> dict[str, Any]:
         return _copy(self.state)
@@ -244,6 +263,40 @@ def minimize(
         stop_reason=reason,
         loss_history=progress.loss_history,
     )
+
+
+@contextmanager
+def interrupt_guard() -> Iterator[None]:
+    """Defer Ctrl-C (SIGINT) until the end of the block.
+
+    Methods wrap the few statements that commit an accepted iterate (``theta.copy_``,
+    history and state updates) in it, so an interrupt can never leave ``theta`` and the
+    method's state half-updated: a SIGINT received inside the block is delivered (to
+    the previous handler, normally raising ``KeyboardInterrupt``) when it ends.  Outside
+    the main thread, or where signals cannot be handled, it does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[tuple[int, Any]] = []
+
+    def _defer(signum: int, frame: Any) -> None:
+        received.append((signum, frame))
+
+    try:
+        previous = signal.signal(signal.SIGINT, _defer)
+    except (ValueError, TypeError, OSError):  # pragma: no cover - exotic embedding
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if received:
+            if callable(previous):
+                previous(*received[0])
+            elif previous == signal.SIG_DFL:  # pragma: no cover
+                raise KeyboardInterrupt
 
 
 def flat_dtype_device(theta: Tensor) -> dict[str, Any]:

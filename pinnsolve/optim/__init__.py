@@ -1,0 +1,78 @@
+"""The optimization engine: methods on one flat parameter vector, and the loop driving them.
+
+* :func:`minimize` runs any :class:`Method` on an :class:`Objective` under
+  :class:`StopCriteria` (see :mod:`pinnsolve.optim.base`).
+* Methods: :class:`LBFGS` (``"lbfgs"``), :class:`GradientDescent` (``"gd"``),
+  :class:`Adam` (``"adam"``); build one by name with :func:`make_method`.
+* Line searches: :func:`strong_wolfe`, :func:`armijo` (:data:`LINE_SEARCHES`).
+* ``torch.optim`` facades: :class:`LBFGSOptimizer`, :class:`GDOptimizer`,
+  :class:`MethodOptimizer`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .adam import Adam
+from .base import (
+    STOP_REASONS,
+    Callback,
+    Method,
+    Objective,
+    Progress,
+    Result,
+    StepInfo,
+    StopCriteria,
+    interrupt_guard,
+    minimize,
+)
+from .gd import GradientDescent
+from .lbfgs import LBFGS
+from .linesearch import LINE_SEARCHES, LineSearchResult, armijo, strong_wolfe
+from .torch_optim import GDOptimizer, LBFGSOptimizer, MethodOptimizer
+
+__all__ = [
+    "Objective",
+    "Method",
+    "StepInfo",
+    "StopCriteria",
+    "Result",
+    "Progress",
+    "Callback",
+    "STOP_REASONS",
+    "minimize",
+    "interrupt_guard",
+    "LBFGS",
+    "GradientDescent",
+    "Adam",
+    "strong_wolfe",
+    "armijo",
+    "LineSearchResult",
+    "LINE_SEARCHES",
+    "MethodOptimizer",
+    "LBFGSOptimizer",
+    "GDOptimizer",
+    "METHODS",
+    "make_method",
+]
+
+#: The methods by name (other modules register more here).
+METHODS: dict[str, type[Method]] = {
+    "lbfgs": LBFGS,
+    "gd": GradientDescent,
+    "adam": Adam,
+}
+
+
+def make_method(name: str, **options: Any) -> Method:
+    """A new method by its registry name, e.g. ``make_method("lbfgs", history=20)``.
+
+    Raises ``ValueError`` for an unknown name (listing the known ones) and
+    ``TypeError`` for an option the method does not take.
+    """
+    try:
+        cls = METHODS[name]
+    except (KeyError, TypeError):
+        known = ", ".join(sorted(METHODS))
+        raise ValueError(f"unknown optimizer {name!r}; choose from: {known}") from None
+    return cls(**options)

@@ -1,0 +1,352 @@
+"""Limited-memory BFGS on a flat parameter vector.
+
+The method (Liu & Nocedal 1989; Nocedal & Wright 2006, Sec. 7.2) keeps the last ``m``
+curvature pairs
+
+.. math::  s_i = \\theta_{i+1} - \\theta_i, \\qquad y_i = g_{i+1} - g_i,
+           \\qquad \\rho_i = 1 / (y_i^\\top s_i),
+
+and applies the implicit inverse-Hessian approximation :math:`H_k` -- the result of
+``m`` BFGS updates of :math:`H_k^0 = \\gamma_k I` -- to the gradient with the
+**two-loop recursion** (N&W Alg. 7.4)::
+
+    q = g_k
+    for i = k-1, ..., k-m:            # newest to oldest
+        alpha_i = rho_i s_i' q
+        q      -= alpha_i y_i
+    r = gamma_k q                     # H_k^0 = gamma_k I
+    for i = k-m, ..., k-1:            # oldest to newest
+        beta_i  = rho_i y_i' r
+        r      += (alpha_i - beta_i) s_i
+    d_k = -r                          # = -H_k g_k
+
+with the scaling :math:`\\gamma_k = s_{k-1}^\\top y_{k-1} / y_{k-1}^\\top y_{k-1}`
+(N&W eq. 7.20).  The new iterate is :math:`\\theta_{k+1} = \\theta_k + a_k d_k` with
+``a_k`` from a line search (strong Wolfe by default, trying ``a = 1`` first).
+
+**Compact form** (the default, ``recursion="compact"``).  The same :math:`H_k g_k` is
+computed from the compact representation of Byrd, Nocedal & Schnabel (1994, Thm. 2.2),
+as in L-BFGS-B.  With :math:`S, Y` the ``n x m`` matrices of the pairs (oldest
+first), :math:`R` the upper triangle of :math:`S^\\top Y`
+(:math:`R_{ij} = s_i^\\top y_j,\\ i \\le j`) and :math:`D = \\operatorname{diag}(R)`:
+
+.. math::
+    p = S^\\top g,\\quad q = Y^\\top g,\\quad u = R^{-1} p,\\quad
+    t = R^{-\\top}\\big((D + \\gamma Y^\\top Y) u - \\gamma q\\big), \\\\
+    H_k g = \\gamma g + S t - \\gamma Y u .
+
+It costs two matrix-vector products with the stacked ``2m x n`` pair buffer, plus one
+more per iteration to update the small matrices :math:`S^\\top Y, Y^\\top Y` (kept
+``m x m``, in float64), instead of the ``~6m`` small kernels of the two-loop: the
+per-iteration overhead no longer grows noticeably with ``m``.  Both forms give the
+same direction up to rounding (the tests check it); ``recursion="two_loop"`` selects
+the textbook loop.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .base import Method, Objective, StepInfo, flat_dtype_device, interrupt_guard
+from .linesearch import LineSearchResult, make_line_search
+
+__all__ = ["LBFGS"]
+
+
+class LBFGS(Method):
+    """Limited-memory BFGS with a strong-Wolfe (or Armijo) line search.
+
+    Parameters
+    ----------
+    history:
+        ``m``, the number of curvature pairs kept.  Default 10: the default of
+        scipy's L-BFGS-B (``maxcor``) and inside the range ``3 <= m <= 20`` that Liu &
+        Nocedal (1989) and N&W (Sec. 7.2) report as sufficient; memory is ``2 m n``
+        numbers.  Ill-conditioned PINN losses may profit from 20-50
+        (``torch.optim.LBFGS`` uses 100); with the compact form the cost per
+        iteration barely depends on ``m``.
+    line_search:
+        ``"strong_wolfe"`` (default), ``"armijo"`` or a callable with the signature of
+        :func:`~pinnsolve.optim.linesearch.strong_wolfe` (called as
+        ``fn(phi, f0, g0_dot_d, step0, d=d, **line_search_options)``).
+    c1, c2:
+        Wolfe constants (``c2`` only for strong Wolfe).
+    max_ls_evals:
+        evaluation budget of one line search.
+    curvature_eps:
+        a pair is stored only if :math:`s^\\top y > \\varepsilon\\, y^\\top y`
+        (``curvature_eps``); otherwise it is skipped (counted in
+        ``state["skipped"]``).  The test keeps :math:`\\rho` positive and bounded and
+        :math:`\\gamma = s^\\top y / y^\\top y > \\varepsilon`, so :math:`H_k` stays
+        positive definite.  The strong Wolfe conditions imply :math:`s^\\top y > 0`,
+        so with them pairs are skipped only after a weak (Armijo-only) step.
+    recursion:
+        ``"compact"`` (default) or ``"two_loop"``: how :math:`H_k g` is computed (see
+        the module docstring).
+    line_search_options:
+        extra keyword arguments for the line search (e.g. ``{"xtol": 1e-12}``).
+
+    Iteration details
+    -----------------
+    * **Initial trial step**: 1 whenever the direction comes from curvature pairs;
+      when there are none (first iteration, after a reset) the direction is
+      :math:`-g` and the trial step is :math:`\\min(1, 1/\\|g\\|_1)` as in
+      ``torch.optim.LBFGS``, a cautious first step.
+    * **Descent check**: if :math:`g^\\top d \\ge 0` (or is not finite) the history is
+      cleared and steepest descent is used.
+    * **Line-search failure**: if the search finds no acceptable point, the step is
+      retried once from scratch with the history cleared (steepest descent, safe
+      trial step); if that fails too the step returns ``failed="line_search_failed"``
+      and ``theta`` and the state are left untouched.  A point with sufficient
+      decrease but without the curvature condition (strong Wolfe ran out of
+      evaluations) is accepted if its loss is strictly below the current one; its
+      pair then goes through the curvature test.
+    * **Non-finite values**: trial points with NaN/inf loss or gradient are rejected
+      by the line search (the step shrinks); the accepted point is checked again
+      before it enters the state, so the history never holds a non-finite number.
+    * **Atomic commit**: ``theta`` is updated in place (``theta.copy_``) only after
+      the line search accepted a point, together with the history, inside
+      :func:`~pinnsolve.optim.base.interrupt_guard`; a Ctrl-C during the evaluations
+      leaves ``theta`` and the state at the last accepted iterate.
+    * **Host syncs** per iteration: ``g'd`` (descent test), one per line-search
+      evaluation, one for the curvature test (plus ``||g||_1`` without history).
+
+    State (``self.state``, round-tripped by ``state_dict``)
+    -------------------------------------------------------
+    ``loss``, ``grad`` at the current iterate; ``pairs`` (``2 x m x n`` ring buffer:
+    ``pairs[0]`` holds the ``s``, ``pairs[1]`` the ``y``, in slots), ``SY``/``YY``
+    (``m x m`` float64, ``SY[a, b] = s_a' y_b`` for slot ``a`` not newer than ``b``,
+    ``YY[a, b] = y_a' y_b``), ``gamma`` (0-dim float64); ``head`` (next slot) and
+    ``count`` (pairs stored); counters ``iteration``, ``skipped`` (pairs rejected by
+    the curvature test), ``resets`` (history cleared), ``weak_steps`` (accepted points
+    without the curvature condition); ``step`` (last accepted step length).
+
+    References: D. C. Liu and J. Nocedal, "On the limited memory BFGS method for large
+    scale optimization", Math. Programming 45 (1989) 503-528; R. H. Byrd, J. Nocedal and
+    R. B. Schnabel, "Representations of quasi-Newton matrices and their use in limited
+    memory methods", Math. Programming 63 (1994) 129-156; J. Nocedal and S. J. Wright,
+    *Numerical Optimization*, 2nd ed., Springer 2006, Alg. 7.4 and 7.5.
+    """
+
+    name = "lbfgs"
+
+    def __init__(
+        self,
+        history: int = 10,
+        line_search: str | Callable[..., LineSearchResult] = "strong_wolfe",
+        c1: float = 1e-4,
+        c2: float = 0.9,
+        max_ls_evals: int = 25,
+        curvature_eps: float = 1e-10,
+        recursion: str = "compact",
+        line_search_options: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if int(history) < 1:
+            raise ValueError(f"history must be >= 1, got {history}")
+        if recursion not in ("compact", "two_loop"):
+            raise ValueError(f"recursion must be 'compact' or 'two_loop', got {recursion!r}")
+        self.history = int(history)
+        self.curvature_eps = float(curvature_eps)
+        self.recursion = recursion
+        self.line_search = make_line_search(
+            line_search, c1=c1, c2=c2, max_evals=max_ls_evals, **(line_search_options or {})
+        )
+        self._order_cache: dict[tuple[int, int, torch.device], Tensor] = {}
+
+    # ---- state ---------------------------------------------------------------------------
+    def start(self, objective: Objective, theta: Tensor) -> StepInfo:
+        if theta.dim() != 1:
+            raise ValueError(f"theta must be a flat 1-D tensor, got shape {tuple(theta.shape)}")
+        loss, grad = objective.loss_and_grad(theta)
+        kw = flat_dtype_device(theta)
+        small = {"dtype": _small_dtype(theta.device), "device": theta.device}
+        m, n = self.history, theta.numel()
+        self.state = {
+            "loss": loss,
+            "grad": grad,
+            "pairs": torch.zeros(2, m, n, **kw),
+            "SY": torch.zeros(m, m, **small),
+            "YY": torch.zeros(m, m, **small),
+            "gamma": torch.ones((), **small),
+            "head": 0,
+            "count": 0,
+            "iteration": 0,
+            "skipped": 0,
+            "resets": 0,
+            "weak_steps": 0,
+            "step": 0.0,
+        }
+        return StepInfo(loss=loss, grad=grad, evals=1)
+
+    def _order(self) -> list[int]:
+        """The slots of the stored pairs, oldest first."""
+        m, k, head = self.history, self.state["count"], self.state["head"]
+        return [(head - k + j) % m for j in range(k)]
+
+    def _order_tensor(self, device: torch.device) -> Tensor:
+        """:meth:`_order` as an index tensor on ``device`` (cached: at most m^2 small ones)."""
+        key = (self.state["head"], self.state["count"], device)
+        idx = self._order_cache.get(key)
+        if idx is None:
+            idx = self._order_cache[key] = torch.tensor(self._order(), device=device)
+        return idx
+
+    def pairs(self) -> tuple[Tensor, Tensor]:
+        """The stored pairs ``(S, Y)``, oldest first, as ``(count, n)`` tensors."""
+        idx = self._order()
+        buf = self.state["pairs"]
+        return buf[0][idx], buf[1][idx]
+
+    # ---- H_k g ---------------------------------------------------------------------------
+    def direction(self, grad: Tensor) -> Tensor:
+        """``d = -H_k grad`` (compact form or two-loop recursion); no host syncs."""
+        if self.state["count"] == 0:
+            return grad.neg()
+        if self.recursion == "two_loop":
+            return self._two_loop(grad)
+        return self._compact(grad)
+
+    def _compact(self, g: Tensor) -> Tensor:
+        """Byrd-Nocedal-Schnabel compact form: two ``2m x n`` matrix-vector products."""
+        st = self.state
+        m = self.history
+        buf = st["pairs"]
+        W = buf.view(2 * m, -1)
+        SY, YY, gamma = st["SY"], st["YY"], st["gamma"]
+        idx = self._order_tensor(SY.device)
+        wg = torch.mv(W, g).to(SY.dtype)
+        p = wg[:m].index_select(0, idx)
+        q = wg[m:].index_select(0, idx)
+        sy = SY.index_select(0, idx).index_select(1, idx)
+        yy = YY.index_select(0, idx).index_select(1, idx)
+        R = sy.triu()
+        u = torch.linalg.solve_triangular(R, p.unsqueeze(1), upper=True)
+        t = sy.diagonal().unsqueeze(1) * u + gamma * (yy @ u - q.unsqueeze(1))
+        top = torch.linalg.solve_triangular(R.mT, t, upper=False)
+        coef = torch.zeros(2 * m, dtype=SY.dtype, device=SY.device)
+        coef.index_copy_(0, idx, top.squeeze(1))
+        coef.index_copy_(0, idx + m, (-gamma) * u.squeeze(1))
+        d = g * (-gamma)  # a 0-dim float64 factor keeps g's dtype
+        return d.addmv_(W.t(), coef.to(g.dtype), alpha=-1.0)
+
+    def _two_loop(self, g: Tensor) -> Tensor:
+        """N&W Alg. 7.4 with 0-dim tensor scalars (no host syncs)."""
+        st = self.state
+        S, Y = st["pairs"][0], st["pairs"][1]
+        rho = st["SY"].diagonal().reciprocal().to(g.dtype)
+        order = self._order()[::-1]  # newest first
+        d = g.neg()
+        alphas = []
+        for i in order:
+            a = rho[i] * torch.dot(S[i], d)
+            d.addcmul_(Y[i], a, value=-1.0)
+            alphas.append(a)
+        d.mul_(st["gamma"])
+        for i, a in zip(reversed(order), reversed(alphas), strict=True):
+            b = rho[i] * torch.dot(Y[i], d)
+            d.addcmul_(S[i], a - b)
+        return d
+
+    # ---- one iteration -------------------------------------------------------------------
+    def step(self, objective: Objective, theta: Tensor) -> StepInfo:
+        evals = 0
+        if not self.state:
+            evals += self.start(objective, theta).evals
+        st = self.state
+        f, g = st["loss"], st["grad"]
+
+        reset = st["count"] == 0  # True: no curvature information is used
+        d = self.direction(g)
+        gtd = float(torch.dot(g, d))
+        if not gtd < 0.0:  # not a descent direction (or non-finite): steepest descent
+            reset, d, gtd = True, g.neg(), -float(torch.dot(g, g))
+            if gtd == 0.0:  # zero gradient: a stationary point, nothing to do
+                return StepInfo(loss=f, grad=g, evals=evals)
+        safe_step = _safe_step(g)
+        res, x_new = self._search(objective, theta, f, d, gtd, safe_step if reset else 1.0)
+        evals += res.evals
+        if x_new is None and not reset:  # retry once with the history cleared
+            reset, d, gtd = True, g.neg(), -float(torch.dot(g, g))
+            res, x_new = self._search(objective, theta, f, d, gtd, safe_step)
+            evals += res.evals
+        if x_new is None:
+            return StepInfo(loss=f, grad=g, evals=evals, failed="line_search_failed")
+
+        f_new, g_new = res.f_new, res.g_new
+        s = x_new - theta
+        y = g_new - g
+        sy_t, yy_t = torch.dot(s, y), torch.dot(y, y)
+        f_t = torch.as_tensor(f_new).reshape(())
+        f_val, sy, yy = torch.stack(
+            (f_t if f_t.dtype == sy_t.dtype else f_t.to(sy_t.dtype), sy_t, yy_t)
+        ).tolist()
+        if not (math.isfinite(f_val) and math.isfinite(sy) and math.isfinite(yy)):
+            # only a custom line search can get here: never accept a non-finite point
+            return StepInfo(loss=f, grad=g, evals=evals, failed="line_search_failed")
+        keep = sy > self.curvature_eps * yy
+        m = self.history
+        if keep:  # products of y with the stored pairs, for S'Y and Y'Y (slot h is stale)
+            W = st["pairs"].view(2 * m, -1)
+            wy = torch.mv(W, y).to(st["SY"].dtype)
+
+        with interrupt_guard():
+            if reset and st["count"] > 0:
+                st["count"], st["head"] = 0, 0
+                st["resets"] += 1
+            if keep:
+                h = st["head"]
+                st["pairs"][0, h].copy_(s)
+                st["pairs"][1, h].copy_(y)
+                wy[h], wy[m + h] = sy_t, yy_t
+                st["SY"][:, h] = wy[:m]
+                st["YY"][:, h] = wy[m:]
+                st["YY"][h, :] = wy[m:]
+                st["gamma"].copy_(sy_t.to(wy.dtype) / yy_t.to(wy.dtype))
+                st["head"] = (h + 1) % m
+                st["count"] = min(st["count"] + 1, m)
+            else:
+                st["skipped"] += 1
+            if not res.success:
+                st["weak_steps"] += 1
+            theta.copy_(x_new)
+            st["loss"], st["grad"] = f_new, g_new
+            st["step"] = float(res.step)
+            st["iteration"] += 1
+        return StepInfo(loss=f_new, grad=g_new, evals=evals)
+
+    def _search(
+        self, objective: Objective, theta: Tensor, f: Tensor, d: Tensor, gtd: float, step0: float
+    ) -> tuple[LineSearchResult, Tensor | None]:
+        """Run the line search along ``d``; return its result and the accepted point."""
+        last: dict[str, Any] = {}
+
+        def phi(a: float) -> tuple[Tensor, Tensor]:
+            x = torch.add(theta, d, alpha=a)
+            last["a"], last["x"] = a, x
+            return objective.loss_and_grad(x)
+
+        res = self.line_search(phi, f, gtd, step0, d=d)
+        if not res.found or not res.step > 0.0:
+            return res, None
+        if not res.success and not float(res.f_new) < float(f):
+            return res, None  # a weak step must at least decrease f (else: no progress)
+        if last.get("a") == res.step:
+            return res, last["x"]
+        return res, torch.add(theta, d, alpha=res.step)  # bitwise the point phi evaluated
+
+
+def _small_dtype(device: torch.device) -> torch.dtype:
+    """float64 for the ``m x m`` matrices, except where the device has none (MPS)."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
+def _safe_step(g: Tensor) -> float:
+    """``min(1, 1/||g||_1)``: the trial step along ``-g`` without curvature information."""
+    g1 = float(g.abs().sum())
+    return min(1.0, 1.0 / g1) if g1 > 0.0 and math.isfinite(g1) else 1.0
