@@ -2,7 +2,8 @@
 
 * :func:`minimize` runs any :class:`Method` on an :class:`Objective` under
   :class:`StopCriteria` (see :mod:`pinnsolve.optim.base`).
-* Methods: :class:`LBFGS` (``"lbfgs"``), :class:`GradientDescent` (``"gd"``),
+* Methods: :class:`LBFGS` (``"lbfgs"``), :class:`BFGS` (``"bfgs"``), :class:`SSBFGS`
+  (``"ssbfgs"``), :class:`GradientDescent` (``"gd"``),
   :class:`Adam` (``"adam"``); build one by name with :func:`make_method`.
 * Line searches: :func:`strong_wolfe`, :func:`armijo` (:data:`LINE_SEARCHES`).
 * ``torch.optim`` facades: :class:`LBFGSOptimizer`, :class:`GDOptimizer`,
@@ -26,6 +27,7 @@ from .base import (
     interrupt_guard,
     minimize,
 )
+from .bfgs import BFGS, SSBFGS
 from .gd import GradientDescent
 from .lbfgs import LBFGS
 from .linesearch import LINE_SEARCHES, LineSearchResult, armijo, strong_wolfe
@@ -43,6 +45,8 @@ __all__ = [
     "minimize",
     "interrupt_guard",
     "LBFGS",
+    "BFGS",
+    "SSBFGS",
     "GradientDescent",
     "Adam",
     "strong_wolfe",
@@ -59,6 +63,8 @@ __all__ = [
 #: The methods by name (other modules register more here).
 METHODS: dict[str, type[Method]] = {
     "lbfgs": LBFGS,
+    "bfgs": BFGS,
+    "ssbfgs": SSBFGS,
     "gd": GradientDescent,
     "adam": Adam,
 }

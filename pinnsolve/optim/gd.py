@@ -16,8 +16,8 @@ import torch
 from torch import Tensor
 
 from .base import Method, Objective, StepInfo, interrupt_guard, is_finite
-from .lbfgs import _safe_step
 from .linesearch import LineSearchResult, make_line_search
+from .quasi_newton import _safe_step
 
 __all__ = ["GradientDescent"]
 

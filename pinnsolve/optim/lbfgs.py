@@ -45,20 +45,20 @@ the textbook loop.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from .base import Method, Objective, StepInfo, flat_dtype_device, interrupt_guard
-from .linesearch import LineSearchResult, make_line_search
+from .base import flat_dtype_device
+from .linesearch import LineSearchResult
+from .quasi_newton import QuasiNewton
 
 __all__ = ["LBFGS"]
 
 
-class LBFGS(Method):
+class LBFGS(QuasiNewton):
     """Limited-memory BFGS with a strong-Wolfe (or Armijo) line search.
 
     Parameters
@@ -146,43 +146,54 @@ class LBFGS(Method):
         recursion: str = "compact",
         line_search_options: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(line_search, c1, c2, max_ls_evals, curvature_eps, line_search_options)
         if int(history) < 1:
             raise ValueError(f"history must be >= 1, got {history}")
         if recursion not in ("compact", "two_loop"):
             raise ValueError(f"recursion must be 'compact' or 'two_loop', got {recursion!r}")
         self.history = int(history)
-        self.curvature_eps = float(curvature_eps)
         self.recursion = recursion
-        self.line_search = make_line_search(
-            line_search, c1=c1, c2=c2, max_evals=max_ls_evals, **(line_search_options or {})
-        )
         self._order_cache: dict[tuple[int, int, torch.device], Tensor] = {}
 
-    # ---- state ---------------------------------------------------------------------------
-    def start(self, objective: Objective, theta: Tensor) -> StepInfo:
-        if theta.dim() != 1:
-            raise ValueError(f"theta must be a flat 1-D tensor, got shape {tuple(theta.shape)}")
-        loss, grad = objective.loss_and_grad(theta)
+    # ---- curvature state -----------------------------------------------------------------
+    def _init_curvature(self, theta: Tensor) -> dict[str, Any]:
         kw = flat_dtype_device(theta)
         small = {"dtype": _small_dtype(theta.device), "device": theta.device}
         m, n = self.history, theta.numel()
-        self.state = {
-            "loss": loss,
-            "grad": grad,
+        return {
             "pairs": torch.zeros(2, m, n, **kw),
             "SY": torch.zeros(m, m, **small),
             "YY": torch.zeros(m, m, **small),
             "gamma": torch.ones((), **small),
             "head": 0,
             "count": 0,
-            "iteration": 0,
-            "skipped": 0,
-            "resets": 0,
-            "weak_steps": 0,
-            "step": 0.0,
         }
-        return StepInfo(loss=loss, grad=grad, evals=1)
+
+    def _has_curvature(self) -> bool:
+        return self.state["count"] > 0
+
+    def _clear(self) -> None:
+        self.state["count"], self.state["head"] = 0, 0
+
+    def _prepare(
+        self, s: Tensor, y: Tensor, sy: Tensor, yy: Tensor, fresh: bool, step: float
+    ) -> Tensor:
+        """Products of ``y`` with the stored pairs, for the new row of S'Y and Y'Y."""
+        m = self.history
+        return torch.mv(self.state["pairs"].view(2 * m, -1), y).to(self.state["SY"].dtype)
+
+    def _store(self, s: Tensor, y: Tensor, sy: Tensor, yy: Tensor, wy: Tensor) -> None:
+        st, m = self.state, self.history
+        h = st["head"]  # slot h is stale in wy: it gets the new pair's own products
+        st["pairs"][0, h].copy_(s)
+        st["pairs"][1, h].copy_(y)
+        wy[h], wy[m + h] = sy, yy
+        st["SY"][:, h] = wy[:m]
+        st["YY"][:, h] = wy[m:]
+        st["YY"][h, :] = wy[m:]
+        st["gamma"].copy_(sy.to(wy.dtype) / yy.to(wy.dtype))
+        st["head"] = (h + 1) % m
+        st["count"] = min(st["count"] + 1, m)
 
     def _order(self) -> list[int]:
         """The slots of the stored pairs, oldest first."""
@@ -253,100 +264,6 @@ class LBFGS(Method):
             d.addcmul_(S[i], a - b)
         return d
 
-    # ---- one iteration -------------------------------------------------------------------
-    def step(self, objective: Objective, theta: Tensor) -> StepInfo:
-        evals = 0
-        if not self.state:
-            evals += self.start(objective, theta).evals
-        st = self.state
-        f, g = st["loss"], st["grad"]
-
-        reset = st["count"] == 0  # True: no curvature information is used
-        d = self.direction(g)
-        gtd = float(torch.dot(g, d))
-        if not gtd < 0.0:  # not a descent direction (or non-finite): steepest descent
-            reset, d, gtd = True, g.neg(), -float(torch.dot(g, g))
-            if gtd == 0.0:  # zero gradient: a stationary point, nothing to do
-                return StepInfo(loss=f, grad=g, evals=evals)
-        safe_step = _safe_step(g)
-        res, x_new = self._search(objective, theta, f, d, gtd, safe_step if reset else 1.0)
-        evals += res.evals
-        if x_new is None and not reset:  # retry once with the history cleared
-            reset, d, gtd = True, g.neg(), -float(torch.dot(g, g))
-            res, x_new = self._search(objective, theta, f, d, gtd, safe_step)
-            evals += res.evals
-        if x_new is None:
-            return StepInfo(loss=f, grad=g, evals=evals, failed="line_search_failed")
-
-        f_new, g_new = res.f_new, res.g_new
-        s = x_new - theta
-        y = g_new - g
-        sy_t, yy_t = torch.dot(s, y), torch.dot(y, y)
-        f_t = torch.as_tensor(f_new).reshape(())
-        f_val, sy, yy = torch.stack(
-            (f_t if f_t.dtype == sy_t.dtype else f_t.to(sy_t.dtype), sy_t, yy_t)
-        ).tolist()
-        if not (math.isfinite(f_val) and math.isfinite(sy) and math.isfinite(yy)):
-            # only a custom line search can get here: never accept a non-finite point
-            return StepInfo(loss=f, grad=g, evals=evals, failed="line_search_failed")
-        keep = sy > self.curvature_eps * yy
-        m = self.history
-        if keep:  # products of y with the stored pairs, for S'Y and Y'Y (slot h is stale)
-            W = st["pairs"].view(2 * m, -1)
-            wy = torch.mv(W, y).to(st["SY"].dtype)
-
-        with interrupt_guard():
-            if reset and st["count"] > 0:
-                st["count"], st["head"] = 0, 0
-                st["resets"] += 1
-            if keep:
-                h = st["head"]
-                st["pairs"][0, h].copy_(s)
-                st["pairs"][1, h].copy_(y)
-                wy[h], wy[m + h] = sy_t, yy_t
-                st["SY"][:, h] = wy[:m]
-                st["YY"][:, h] = wy[m:]
-                st["YY"][h, :] = wy[m:]
-                st["gamma"].copy_(sy_t.to(wy.dtype) / yy_t.to(wy.dtype))
-                st["head"] = (h + 1) % m
-                st["count"] = min(st["count"] + 1, m)
-            else:
-                st["skipped"] += 1
-            if not res.success:
-                st["weak_steps"] += 1
-            theta.copy_(x_new)
-            st["loss"], st["grad"] = f_new, g_new
-            st["step"] = float(res.step)
-            st["iteration"] += 1
-        return StepInfo(loss=f_new, grad=g_new, evals=evals)
-
-    def _search(
-        self, objective: Objective, theta: Tensor, f: Tensor, d: Tensor, gtd: float, step0: float
-    ) -> tuple[LineSearchResult, Tensor | None]:
-        """Run the line search along ``d``; return its result and the accepted point."""
-        last: dict[str, Any] = {}
-
-        def phi(a: float) -> tuple[Tensor, Tensor]:
-            x = torch.add(theta, d, alpha=a)
-            last["a"], last["x"] = a, x
-            return objective.loss_and_grad(x)
-
-        res = self.line_search(phi, f, gtd, step0, d=d)
-        if not res.found or not res.step > 0.0:
-            return res, None
-        if not res.success and not float(res.f_new) < float(f):
-            return res, None  # a weak step must at least decrease f (else: no progress)
-        if last.get("a") == res.step:
-            return res, last["x"]
-        return res, torch.add(theta, d, alpha=res.step)  # bitwise the point phi evaluated
-
-
 def _small_dtype(device: torch.device) -> torch.dtype:
     """float64 for the ``m x m`` matrices, except where the device has none (MPS)."""
     return torch.float32 if device.type == "mps" else torch.float64
-
-
-def _safe_step(g: Tensor) -> float:
-    """``min(1, 1/||g||_1)``: the trial step along ``-g`` without curvature information."""
-    g1 = float(g.abs().sum())
-    return min(1.0, 1.0 / g1) if g1 > 0.0 and math.isfinite(g1) else 1.0

@@ -1,0 +1,96 @@
+import numpy as np
+import pytest
+import scipy.optimize
+import torch
+from objectives import AutogradObjective, Quadratic, rosenbrock, rosenbrock_start
+from test_lbfgs import exact_quadratic_search, stop_when_grad_below
+
+from pinnsolve.optim import BFGS, SSBFGS, Progress, StopCriteria, make_method, minimize
+
+
+def test_exact_line_search_terminates_in_n_iterations_and_recovers_the_inverse_hessian():
+    """BFGS with exact line searches on a quadratic: finite termination, H_n = A^-1."""
+    n = 12
+    q = Quadratic(n=n, cond=100.0, seed=3)
+    theta = q.x0()
+    method = BFGS(line_search=exact_quadratic_search)
+    res = minimize(q, theta, method, StopCriteria(max_iter=3 * n),
+                   callbacks=[stop_when_grad_below(1e-7)])
+    assert res.iterations <= n
+    assert torch.allclose(theta, q.xstar, atol=1e-8, rtol=0)
+    H = method.state["H"]
+    err = torch.linalg.matrix_norm(H - torch.linalg.inv(q.A)) / torch.linalg.matrix_norm(H)
+    assert res.iterations < n or float(err) < 1e-6
+
+
+@pytest.mark.parametrize("name", ["bfgs", "ssbfgs"])
+@pytest.mark.parametrize("n", [2, 10])
+def test_rosenbrock_against_scipy_bfgs(name, n):
+    theta = rosenbrock_start(n)
+    obj = AutogradObjective(rosenbrock)
+    res = minimize(obj, theta, make_method(name), StopCriteria(gtol=1e-9, max_iter=2000))
+
+    def fun(x):
+        t = torch.from_numpy(x).requires_grad_(True)
+        v = rosenbrock(t)
+        (g,) = torch.autograd.grad(v, t)
+        return float(v.detach()), g.numpy()
+
+    ref = scipy.optimize.minimize(fun, rosenbrock_start(n).numpy(), jac=True, method="BFGS",
+                                  options={"gtol": 1e-9, "maxiter": 2000})
+    print(f"Rosenbrock n={n} {name}: {res.iterations} it / {res.function_evals} evals; "
+          f"scipy BFGS {ref.nit} it / {ref.nfev} evals")
+    assert res.stop_reason == "gtol"
+    assert torch.allclose(theta, torch.ones(n, dtype=torch.float64), atol=1e-6, rtol=0)
+    assert res.iterations <= 1.5 * ref.nit + 5
+
+
+def test_self_scaling_helps_on_an_ill_conditioned_quadratic():
+    """Eigenvalues in [1, 1e4] with H_0 badly scaled: self-scaling needs no more iterations."""
+    q = Quadratic(n=40, cond=1e4, seed=2)
+    counts = {}
+    for name in ("bfgs", "ssbfgs"):
+        theta = q.x0()
+        res = minimize(q, theta, make_method(name), StopCriteria(max_iter=1000),
+                       callbacks=[stop_when_grad_below(1e-6)])
+        assert res.stop_reason == "callback", (name, res.stop_reason, res.iterations)
+        counts[name] = res.iterations
+    print(counts)
+    assert counts["ssbfgs"] <= counts["bfgs"] * 1.1
+
+
+def test_inverse_hessian_stays_symmetric_positive_definite():
+    obj = AutogradObjective(rosenbrock)
+    theta = rosenbrock_start(6)
+    method = SSBFGS()
+    minimize(obj, theta, method, StopCriteria(max_iter=40))
+    H = method.state["H"]
+    assert torch.allclose(H, H.T, atol=1e-12 * float(H.abs().max()))
+    assert float(torch.linalg.eigvalsh(H).min()) > 0
+
+
+def test_resume_is_bit_for_bit():
+    obj = AutogradObjective(rosenbrock)
+    straight = rosenbrock_start(4)
+    minimize(obj, straight, SSBFGS(), StopCriteria(max_iter=20))
+    first = rosenbrock_start(4)
+    m1 = SSBFGS()
+    p = Progress()
+    minimize(obj, first, m1, StopCriteria(max_iter=10), progress=p)
+    m2 = SSBFGS()
+    m2.load_state_dict(m1.state_dict())
+    minimize(obj, first, m2, StopCriteria(max_iter=20), progress=p)
+    assert torch.equal(first, straight)
+
+
+def test_too_many_parameters_is_refused_clearly():
+    obj = AutogradObjective(lambda x: (x**2).sum())
+    with pytest.raises(ValueError, match="use a limited-memory method"):
+        minimize(obj, torch.zeros(30000, dtype=torch.float64), BFGS(), StopCriteria(max_iter=1))
+
+
+def test_float32_keeps_dtype():
+    obj = AutogradObjective(rosenbrock)
+    theta = rosenbrock_start(3, dtype=torch.float32)
+    minimize(obj, theta, SSBFGS(), StopCriteria(max_iter=5))
+    assert theta.dtype == torch.float32 and np.isfinite(theta.numpy()).all()
