@@ -16,9 +16,9 @@ import statistics
 import time
 
 import torch
-from pinnsolve.problems.burgers import make_problem
 
 from pinnsolve import MLP
+from pinnsolve.problems.burgers import make_problem
 
 
 def hand_written(objective, nu: float):

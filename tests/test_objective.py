@@ -3,10 +3,10 @@ import math
 import numpy as np
 import pytest
 import torch
-from pinnsolve.problems.burgers import make_problem
 
 from pinnsolve import MLP, Dirichlet, Initial, Interval, Problem, TimeInterval
 from pinnsolve.objective import FunctionObjective
+from pinnsolve.problems.burgers import make_problem
 
 
 def small_burgers(hard=False):

@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 import torch
-from pinnsolve.problems.burgers import make_problem
 
 from pinnsolve import (
     MLP,
@@ -16,6 +15,7 @@ from pinnsolve import (
     Robin,
     TimeInterval,
 )
+from pinnsolve.problems.burgers import make_problem
 
 
 def test_burgers_problem_terms_and_validation():
