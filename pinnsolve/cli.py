@@ -98,6 +98,8 @@ def add_training_options(p: argparse.ArgumentParser, defaults: dict[str, Any]) -
     g.add_argument("--gtol", type=float, default=0.0,
                    help="stop when max |gradient| <= GTOL (default: %(default)s)")
     g.add_argument("--seed", type=int, default=0, help="seed of network and points")
+    g.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+                   help="CPU threads for torch (default: torch's choice, the core count)")
     m = p.add_argument_group("model and points")
     m.add_argument("--layers", default=defaults["layers"], metavar="W,W,...",
                    help="hidden layer widths (default: %(default)s)")
@@ -106,6 +108,9 @@ def add_training_options(p: argparse.ArgumentParser, defaults: dict[str, Any]) -
                    help="interior collocation points (default: %(default)s)")
     m.add_argument("--sampler", default=defaults["sampler"], choices=SAMPLERS,
                    help="collocation sampler (default: %(default)s)")
+    m.add_argument("--resample-every", type=int, default=defaults["resample_every"],
+                   metavar="N", help="draw fresh collocation points every N iterations; 0: "
+                   "never (default: %(default)s)")
     m.add_argument("--dtype", default="float64", choices=sorted(DTYPES),
                    help="floating-point type (default: %(default)s)")
     m.add_argument("--device", default="cpu" if not torch.cuda.is_available() else "cuda",
@@ -133,6 +138,7 @@ BURGERS_DEFAULTS = {
     "layers": "20,20,20",
     "points": 2540,
     "sampler": "sobol",
+    "resample_every": 100,
 }
 
 
@@ -234,6 +240,8 @@ def train_and_report(problem: Any, args: argparse.Namespace, config: dict[str, A
         raise UsageError(f"device {args.device!r} is not available ({exc})") from None
     layers = parse_layers(args.layers)
     dtype = DTYPES[args.dtype]
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     domain = problem.domain
     model = MLP(domain.dim, len(problem.fields), layers, args.activation,
@@ -250,6 +258,7 @@ def train_and_report(problem: Any, args: argparse.Namespace, config: dict[str, A
         "activation": args.activation,
         "points": args.points,
         "sampler": args.sampler,
+        "resample_every": args.resample_every,
         "dtype": args.dtype,
         "device": str(device),
         "seed": args.seed,
@@ -270,6 +279,8 @@ def train_and_report(problem: Any, args: argparse.Namespace, config: dict[str, A
         interrupt_path=args.checkpoint or Path(f"{config['problem']}.ckpt.h5"),
         progress_bar=False if args.quiet else None,
         config=config,
+        resample_every=args.resample_every or None,
+        seed=args.seed,
     )
     result = trainer.fit(resume=args.resume)
     summary = {"problem": config["problem"], **result.summary()}

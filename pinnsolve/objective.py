@@ -125,6 +125,7 @@ class PINNObjective:
         self.terms: list[_Term] = []
         self.resample(seed)
         self._check_outputs()
+        self._discover_plans()
 
     # -- parameters --------------------------------------------------------------------
 
@@ -161,11 +162,14 @@ class PINNObjective:
         """Draw fresh points for every term (data terms keep theirs)."""
         rng = np.random.default_rng(seed)
         problem = self.problem
-        self.terms = []
+        plans = {t.name: t.plans for t in self.terms}
+        terms = []
         for c in problem.conditions:
             sets = c.sample(problem.domain, self.sampler, rng)
             pts = [torch.as_tensor(p, dtype=self.dtype, device=self.device) for p in sets]
-            self.terms.append(_Term(c, pts, c.prepare(problem, pts)))
+            terms.append(_Term(c, pts, c.prepare(problem, pts)))
+            terms[-1].plans = plans.get(c.name, terms[-1].plans)  # plans outlive the points
+        self.terms = terms
 
     def _check_outputs(self) -> None:
         m = len(self.problem.fields)
@@ -177,6 +181,21 @@ class PINNObjective:
                 f"the model maps (2, {probe.shape[1]}) inputs to {tuple(out.shape)}; the problem "
                 f"has {m} field(s) {self.problem.fields}, so expected (2, {m})"
             )
+
+    def _discover_plans(self) -> None:
+        """Run every residual once on two of its points.
+
+        This checks what each residual returns (shape errors surface here, naming the
+        term) and records which derivatives it asks for, so that every evaluation from
+        then on takes the same planned path (bitwise reproducible, e.g. across resumes).
+        """
+        net = self.network(self.initial_theta())
+        coords, fields = self.problem.coords, self.problem.fields
+        for term in self.terms:
+            sets = [FieldSet(net, Z[:2], coords, fields, plan)
+                    for Z, plan in zip(term.points, term.plans)]
+            aux = {k: v[:2] for k, v in term.aux.items()}
+            term.condition.residual(sets, aux, self.parameters)
 
     # -- evaluation --------------------------------------------------------------------
 

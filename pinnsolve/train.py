@@ -32,6 +32,9 @@ from .optim.base import Callback, Method, Progress, Result, StopCriteria, minimi
 
 __all__ = ["Stage", "Trainer", "TrainResult", "relative_errors"]
 
+#: Configuration entries a resumed run may change (budgets and where it runs).
+RESUMABLE_CHANGES = frozenset({"max_iter", "max_time", "device"})
+
 
 @dataclass
 class Stage:
@@ -98,6 +101,12 @@ class Trainer:
         Extra callbacks ``(theta, progress, method) -> stop?`` run every iteration.
     config
         The run's configuration, stored in checkpoints and checked on resume.
+    resample_every, seed
+        Draw fresh collocation points every ``resample_every`` iterations (counted over
+        all stages), with seed ``seed + k`` for the k-th block; the optimizer keeps its
+        curvature information and re-evaluates at the current point.  Resampling keeps
+        an optimizer from fitting the residual only at a fixed set of points (a loss
+        near zero with a large error between the points).
     """
 
     def __init__(
@@ -113,6 +122,8 @@ class Trainer:
         progress_bar: bool | None = None,
         callbacks: list[Callback] | None = None,
         config: dict[str, Any] | None = None,
+        resample_every: int | None = None,
+        seed: int = 0,
     ) -> None:
         if not stages:
             raise ValueError("a training needs at least one stage")
@@ -128,6 +139,12 @@ class Trainer:
         self.progress_bar = progress_bar
         self.callbacks = list(callbacks or [])
         self.config = dict(config or {})
+        if resample_every is not None and resample_every <= 0:
+            raise ValueError(f"resample_every must be positive, got {resample_every}")
+        if resample_every and not hasattr(objective, "resample"):
+            raise ValueError("resampling needs an objective with collocation points")
+        self.resample_every = resample_every
+        self.seed = int(seed)
         self.history: dict[str, list[float]] = {}
         self._reference = self._exact_on_grid()
 
@@ -139,6 +156,13 @@ class Trainer:
             return None
         points = problem.evaluation_grid()
         return points, np.asarray(problem.solution(points)).reshape(points.shape[0], -1)
+
+    def _resample(self, iteration: int) -> None:
+        """Points of block ``iteration // resample_every``, drawn with seed ``seed + block``."""
+        if self.resample_every:
+            block = iteration // self.resample_every
+            if block > 0 or iteration == 0:
+                self.objective.resample(self.seed + block)
 
     def errors(self, theta: Tensor) -> tuple[float, float]:
         """Relative L2 and max abs error against the exact solution (NaN if unknown)."""
@@ -198,6 +222,7 @@ class Trainer:
         first, progress, done = 0, None, []
         if resume is not None:
             first, progress, done = self._resume(Path(resume), theta)
+            self._resample(sum(r.iterations for r in done) + progress.iteration)
         bar = tqdm(
             total=None,
             disable=(not self.progress_bar) if self.progress_bar is not None else None,
@@ -223,6 +248,12 @@ class Trainer:
                     if p.iteration % self.validate_every == 0:
                         row = self._record(th, index, p, offset)
                         bar.set_postfix(loss=f"{p.loss:.3e}", err=f"{row['rel_l2_error']:.2e}")
+                    total = offset[0] + p.iteration
+                    if self.resample_every and total % self.resample_every == 0:
+                        self._resample(total)
+                        info = method.refresh(obj, th)
+                        p.function_evals += info.evals
+                        p.loss, p.grad_norm = float(info.loss), float(info.grad.abs().max())
                     now = time.perf_counter()
                     if self.checkpoint and now - last_save >= self.checkpoint_every:
                         self.save(self.checkpoint, th, index, p, done)
@@ -250,11 +281,15 @@ class Trainer:
             p = Progress(final.iterations, final.function_evals, final.wall_time_s, final.loss,
                          final.grad_norm, final.loss_history)
             self.save(self.checkpoint, theta, len(done) - 1, p, done[:-1])
-        row = self._record(theta, len(done) - 1, _progress_of(final), (
+        offset = (
             sum(r.iterations for r in done[:-1]),
             sum(r.function_evals for r in done[:-1]),
             sum(r.wall_time_s for r in done[:-1]),
-        ))
+        )
+        if self.history.get("iteration", [None])[-1] == offset[0] + final.iterations:
+            row = {k: v[-1] for k, v in self.history.items()}  # this iteration has its row
+        else:
+            row = self._record(theta, len(done) - 1, _progress_of(final), offset)
         return TrainResult(
             theta=theta,
             final_loss=final.loss,
@@ -270,17 +305,24 @@ class Trainer:
 
     def _resume(self, path: Path, theta: Tensor) -> tuple[int, Progress, list[Result]]:
         state = load_checkpoint(path, device=theta.device)
+        for key in sorted(set(state["config"]) | set(self.config)):
+            if key in RESUMABLE_CHANGES:
+                continue
+            a, b = state["config"].get(key), self.config.get(key)
+            if a is not None and b is not None and a != b:
+                raise ValueError(f"checkpoint {path} was made with {key}={a!r}, not {b!r}")
         saved = state.get("theta")
         if saved is None or saved.shape != theta.shape:
             raise ValueError(
                 f"checkpoint {path} holds {None if saved is None else tuple(saved.shape)} "
                 f"parameters; this run has {tuple(theta.shape)}"
             )
-        for key in ("problem", "optimizer", "layers", "dtype"):
-            a, b = state["config"].get(key), self.config.get(key)
-            if a is not None and b is not None and a != b:
-                raise ValueError(f"checkpoint {path} was made with {key}={a!r}, not {b!r}")
         stage = int(state["stage"])
+        if stage >= len(self.stages):
+            raise ValueError(
+                f"checkpoint {path} is in stage {stage + 1}; this run has only "
+                f"{len(self.stages)} stage(s)"
+            )
         method = self.stages[stage].method
         if state["method"] != method.name:
             raise ValueError(

@@ -91,30 +91,10 @@ class LBFGS(QuasiNewton):
     line_search_options:
         extra keyword arguments for the line search (e.g. ``{"xtol": 1e-12}``).
 
-    Iteration details
-    -----------------
-    * **Initial trial step**: 1 whenever the direction comes from curvature pairs;
-      when there are none (first iteration, after a reset) the direction is
-      :math:`-g` and the trial step is :math:`\\min(1, 1/\\|g\\|_1)` as in
-      ``torch.optim.LBFGS``, a cautious first step.
-    * **Descent check**: if :math:`g^\\top d \\ge 0` (or is not finite) the history is
-      cleared and steepest descent is used.
-    * **Line-search failure**: if the search finds no acceptable point, the step is
-      retried once from scratch with the history cleared (steepest descent, safe
-      trial step); if that fails too the step returns ``failed="line_search_failed"``
-      and ``theta`` and the state are left untouched.  A point with sufficient
-      decrease but without the curvature condition (strong Wolfe ran out of
-      evaluations) is accepted if its loss is strictly below the current one; its
-      pair then goes through the curvature test.
-    * **Non-finite values**: trial points with NaN/inf loss or gradient are rejected
-      by the line search (the step shrinks); the accepted point is checked again
-      before it enters the state, so the history never holds a non-finite number.
-    * **Atomic commit**: ``theta`` is updated in place (``theta.copy_``) only after
-      the line search accepted a point, together with the history, inside
-      :func:`~pinnsolve.optim.base.interrupt_guard`; a Ctrl-C during the evaluations
-      leaves ``theta`` and the state at the last accepted iterate.
-    * **Host syncs** per iteration: ``g'd`` (descent test), one per line-search
-      evaluation, one for the curvature test (plus ``||g||_1`` without history).
+    The iteration (trial steps, descent check, line-search retry, curvature test,
+    non-finite guards, Ctrl-C-safe commit) is the shared one of
+    :class:`~pinnsolve.optim.quasi_newton.QuasiNewton`.  Host syncs per iteration:
+    ``g'd`` (descent test), one per line-search evaluation, one for the curvature test.
 
     State (``self.state``, round-tripped by ``state_dict``)
     -------------------------------------------------------
