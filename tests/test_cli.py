@@ -187,8 +187,8 @@ def test_no_command_prints_help_and_returns_2(capsys):
 
 
 def test_out_and_plot_write_a_results_file_and_figures(capsys):
-    summary, out, _ = run(capsys, *TINY, "--max-iter", "5", "--out", "run.h5", "--plot",
-                          "fig.png")
+    summary, out, _ = run(capsys, *TINY, "--max-iter", "5", "--hard", "--out", "run.h5",
+                          "--plot", "fig.png")
     for name in ("run.h5", "fig.png"):
         assert Path(name).is_file() and Path(name).stat().st_size > 0
     assert Path("fig.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
