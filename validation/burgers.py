@@ -45,7 +45,7 @@ def main() -> None:
     lines = [
         "# Burgers validation: `pinnsolve burgers` with default settings",
         "",
-        f"Command: `python validation/burgers.py {' '.join(extra)}`".rstrip() + "  ",
+        f"Command: `{' '.join(['python validation/burgers.py', *extra])}`  ",
         f"Machine: {platform.machine()}, {torch.get_num_threads()} threads, torch "
         f"{torch.__version__}; run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.  ",
         "Error on the 256 x 100 grid (x uniform on [-1, 1], t uniform on [0, 1]) against "
