@@ -135,7 +135,7 @@ BURGERS_DEFAULTS = {
     "optimizer": "ssbfgs",
     "max_iter": 100000,
     "max_time": 160.0,
-    "history": 50,
+    "history": 300,
     "warmup": 0,
     "layers": "20,20,20",
     "points": 2540,

@@ -407,3 +407,29 @@ def test_time_budget_is_shared_across_stages():
     assert 0.5 <= result.wall_time_s < 0.75  # not 0.4 + 0.5
     assert result.wall_time_s == sum(r.wall_time_s for r in result.stages)
     assert took < 3.0
+
+
+@pytest.mark.parametrize("cut", [6, 8, 9])
+def test_resampling_runs_resume_bit_for_bit(tmp_path, cut):
+    """Fresh points every 4 iterations: a resumed run redraws the block it stopped in."""
+    def ssbfgs(n):
+        return Stage(make_method("ssbfgs"), StopCriteria(max_iter=n))
+
+    straight = trainer([ssbfgs(14)], resample_every=4, seed=0).fit()
+    ck = tmp_path / "ck.h5"
+    trainer([ssbfgs(cut)], resample_every=4, seed=0, checkpoint=ck).fit()
+    resumed = trainer([ssbfgs(14)], resample_every=4, seed=0).fit(resume=ck)
+    assert_same_run(straight, resumed)
+    no_resampling = trainer([ssbfgs(14)]).fit()
+    assert not torch.equal(no_resampling.theta, straight.theta)
+
+
+def test_resampling_draws_new_points_and_keeps_plans():
+    obj = make_objective()
+    before = [t.points[0].clone() for t in obj.terms]
+    plans = [t.plans for t in obj.terms]
+    obj.resample(1)
+    assert all(not torch.equal(a, t.points[0]) for a, t in zip(before, obj.terms))
+    assert [t.plans for t in obj.terms] == plans
+    obj.resample(0)
+    assert all(torch.equal(a, t.points[0]) for a, t in zip(before, obj.terms))
