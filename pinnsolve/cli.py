@@ -90,7 +90,7 @@ def add_training_options(p: argparse.ArgumentParser, defaults: dict[str, Any]) -
                    metavar="SECONDS", help="wall-time budget of the whole run "
                    "(default: %(default)s)")
     g.add_argument("--history", type=_positive_int, default=defaults["history"], metavar="M",
-                   help="quasi-Newton history size m (default: %(default)s)")
+                   help="L-BFGS history size m (default: %(default)s)")
     g.add_argument("--warmup", type=int, default=defaults["warmup"], metavar="N",
                    help="Adam iterations before the optimizer (default: %(default)s)")
     g.add_argument("--lr", type=_positive_float, default=1e-3,
