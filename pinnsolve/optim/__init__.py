@@ -31,6 +31,13 @@ from .bfgs import BFGS, SSBFGS
 from .gd import GradientDescent
 from .lbfgs import LBFGS
 from .linesearch import LINE_SEARCHES, LineSearchResult, armijo, strong_wolfe
+from .ncg import (
+    NCGDaiYuan,
+    NCGFletcherReeves,
+    NCGHestenesStiefel,
+    NCGPolakRibiere,
+    NonlinearCG,
+)
 from .torch_optim import GDOptimizer, LBFGSOptimizer, MethodOptimizer
 
 __all__ = [
@@ -48,6 +55,7 @@ __all__ = [
     "BFGS",
     "SSBFGS",
     "GradientDescent",
+    "NonlinearCG",
     "Adam",
     "strong_wolfe",
     "armijo",
@@ -65,6 +73,10 @@ METHODS: dict[str, type[Method]] = {
     "lbfgs": LBFGS,
     "bfgs": BFGS,
     "ssbfgs": SSBFGS,
+    "ncg-fr": NCGFletcherReeves,
+    "ncg-pr": NCGPolakRibiere,
+    "ncg-hs": NCGHestenesStiefel,
+    "ncg-dy": NCGDaiYuan,
     "gd": GradientDescent,
     "adam": Adam,
 }
