@@ -317,12 +317,17 @@ def _title(config: dict[str, Any], summary: dict[str, Any]) -> str:
 
 
 def _method(args: argparse.Namespace):
-    from .optim import make_method
+    """The main optimizer from the shared options: ``--history`` and ``--lr`` go to every
+    method whose constructor takes ``history`` / ``lr``."""
+    import inspect
 
+    from .optim import METHODS, make_method
+
+    accepted = inspect.signature(METHODS[args.optimizer].__init__).parameters
     options: dict[str, Any] = {}
-    if args.optimizer in ("lbfgs",):
+    if "history" in accepted:
         options["history"] = args.history
-    if args.optimizer in ("adam", "sgd"):
+    if "lr" in accepted:
         options["lr"] = args.lr
     return make_method(args.optimizer, **options)
 
