@@ -100,6 +100,9 @@ def add_training_options(p: argparse.ArgumentParser, defaults: dict[str, Any]) -
     g.add_argument("--seed", type=int, default=0, help="seed of network and points")
     g.add_argument("--threads", type=_positive_int, default=None, metavar="N",
                    help="CPU threads for torch (default: torch's choice, the core count)")
+    g.add_argument("--nproc", type=_positive_int, default=1, metavar="N",
+                   help="data-parallel ranks on this machine: re-launches through torchrun "
+                   "(default: %(default)s)")
     m = p.add_argument_group("model and points")
     m.add_argument("--layers", default=defaults["layers"], metavar="W,W,...",
                    help="hidden layer widths (default: %(default)s)")
@@ -184,6 +187,7 @@ class UsageError(Exception):
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for --nproc's re-launch
     if args.command is None:
         parser.print_help()
         return 2
@@ -225,6 +229,7 @@ def _burgers(args: argparse.Namespace) -> int:
 def train_and_report(problem: Any, args: argparse.Namespace, config: dict[str, Any]) -> int:
     """Build the model and stages from the shared options, train, report, save, plot."""
     from . import MLP
+    from .distributed import ShardedObjective, launched_by_torchrun, relaunch, setup_cli_rank
     from .io import check_writable, save_run
     from .models import parse_layers
     from .optim import StopCriteria, make_method
@@ -240,6 +245,10 @@ def train_and_report(problem: Any, args: argparse.Namespace, config: dict[str, A
         torch.empty(0, device=device)
     except (RuntimeError, AssertionError) as exc:
         raise UsageError(f"device {args.device!r} is not available ({exc})") from None
+    if args.nproc > 1 and not launched_by_torchrun():
+        return relaunch(args.argv, args.nproc, args.threads)
+    ranks = setup_cli_rank(args)  # rank 0 of 1 outside torchrun
+    device = ranks.device
     layers = parse_layers(args.layers)
     dtype = DTYPES[args.dtype]
     if args.threads is not None:
@@ -267,6 +276,11 @@ def train_and_report(problem: Any, args: argparse.Namespace, config: dict[str, A
     }
     objective = problem.compile(model, dtype=dtype, device=device, seed=args.seed,
                                 sampler=args.sampler)
+    callbacks, max_time = [], args.max_time
+    if ranks.world > 1:  # points sharded; the time budget is a vote across ranks
+        objective = ShardedObjective(objective)
+        objective.set_budget(max_time)
+        callbacks, max_time = [objective.stop_callback()], None
     stages = []
     if args.warmup > 0:
         stages.append(Stage(make_method("adam", lr=args.lr), StopCriteria(max_iter=args.warmup)))
@@ -274,15 +288,17 @@ def train_and_report(problem: Any, args: argparse.Namespace, config: dict[str, A
     trainer = Trainer(
         objective,
         stages,
-        max_time=args.max_time,
+        max_time=max_time,
         validate_every=args.validate_every,
         checkpoint=args.checkpoint,
         checkpoint_every=args.checkpoint_every,
-        interrupt_path=args.checkpoint or Path(f"{config['problem']}.ckpt.h5"),
+        interrupt_path=args.checkpoint or (Path(f"{config['problem']}.ckpt.h5")
+                                           if ranks.rank == 0 else None),
         progress_bar=False if args.quiet else None,
         config=config,
         resample_every=args.resample_every or None,
         seed=args.seed,
+        callbacks=callbacks,
     )
     result = trainer.fit(resume=args.resume)
     summary = {"problem": config["problem"], **result.summary()}
@@ -307,6 +323,10 @@ def train_and_report(problem: Any, args: argparse.Namespace, config: dict[str, A
             print(f"figure written to {args.plot}")
     if args.json:
         print(json.dumps(summary))
+    if ranks.world > 1:
+        from .distributed import shutdown
+
+        shutdown()
     return 0
 
 
