@@ -152,8 +152,13 @@ def init_distributed(device: str | torch.device = "cpu") -> DistInfo:
 
 
 def shutdown() -> None:
-    """Leave the process group (no-op without one)."""
+    """Leave the process group after a barrier (no-op without one).
+
+    The barrier keeps a rank from tearing down its connections while another still
+    uses them (gloo aborts a process whose peer vanished mid-operation).
+    """
     if is_distributed():
+        dist.barrier()
         dist.destroy_process_group()
 
 
