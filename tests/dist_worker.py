@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 
 from pinnsolve import MLP
-from pinnsolve.optim import LBFGS, StopCriteria, minimize
+from pinnsolve.optim import LBFGS, StopCriteria, make_method, minimize
 from pinnsolve.problems.burgers import make_problem
 
 ITERATIONS = 15
@@ -43,6 +43,20 @@ def lbfgs_history(objective, theta):
                     StopCriteria(max_iter=ITERATIONS)).loss_history
 
 
+#: Other methods run unchanged on the sharded objective: (registry name, iterations).
+OTHERS = (("ssbfgs", 5), ("ncg-pr", 5), ("adam", 5))
+
+
+def other_histories(objective, theta):
+    from pinnsolve.optim.newton import NewtonCG  # Hessian-vector products
+
+    out = {name: minimize(objective, theta.clone(), make_method(name),
+                          StopCriteria(max_iter=k)).loss_history for name, k in OTHERS}
+    out["newton-cg"] = minimize(objective, theta.clone(), NewtonCG(),
+                                StopCriteria(max_iter=3)).loss_history
+    return out
+
+
 def run(rank: int, world: int, port: int, out_dir: str) -> None:
     from pinnsolve.distributed import ShardedObjective, is_main
 
@@ -54,6 +68,7 @@ def run(rank: int, world: int, port: int, out_dir: str) -> None:
         theta = obj.initial_theta()
         result = {"start": probe(obj, theta), "shard": [t.points[0].shape[0] for t in obj.terms]}
         result["history"] = lbfgs_history(obj, theta)
+        result["others"] = other_histories(obj, theta)
         obj.resample(7)
         result["resampled"] = probe(obj, theta)
         # the stop vote: only rank 1 is past its deadline, every rank must see the stop

@@ -41,7 +41,8 @@ def single():
     obj = dist_worker.make_objective()
     theta = obj.initial_theta()
     res = {"start": dist_worker.probe(obj, theta),
-           "history": dist_worker.lbfgs_history(obj, theta)}
+           "history": dist_worker.lbfgs_history(obj, theta),
+           "others": dist_worker.other_histories(obj, theta)}
     obj.resample(7)
     res["resampled"] = dist_worker.probe(obj, theta)
     return res
@@ -83,6 +84,16 @@ def test_lbfgs_history_equals_one_process(two_ranks, single):
         assert len(r["history"]) == len(one)
         assert max(abs(a - b) / abs(b) for a, b in zip(r["history"], one)) < 1e-10
     assert two_ranks[0]["history"] == two_ranks[1]["history"]
+
+
+@pytest.mark.parametrize("name", [n for n, _ in dist_worker.OTHERS] + ["newton-cg"])
+def test_other_methods_run_unchanged_on_two_ranks(two_ranks, single, name):
+    one = single["others"][name]
+    assert len(one) > 2 and one[-1] < one[0]
+    for r in two_ranks:
+        two = r["others"][name]
+        assert len(two) == len(one)
+        assert max(abs(a - b) / abs(b) for a, b in zip(two, one)) < 1e-10
 
 
 def test_stop_vote_reaches_every_rank(two_ranks):
