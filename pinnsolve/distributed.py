@@ -146,8 +146,7 @@ def init_distributed(device: str | torch.device = "cpu") -> DistInfo:
     else:
         raise ValueError(f"distributed runs support the devices cpu and cuda, got {device}")
     if not dist.is_initialized():
-        kw: dict[str, Any] = {"device_id": device} if backend == "nccl" else {}
-        dist.init_process_group(backend=backend, init_method="env://", **kw)
+        dist.init_process_group(backend=backend, init_method="env://")
     return DistInfo(dist.get_rank(), dist.get_world_size(), local, dist.get_backend(), device)
 
 
