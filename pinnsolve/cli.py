@@ -419,6 +419,10 @@ def train_and_report(problem: Any, args: argparse.Namespace, config: dict[str, A
         f"{summary['iterations']} iterations, {summary['function_evals']} evaluations, "
         f"{summary['wall_time_s']:.1f} s ({summary['stop_reason']})"
     )
+    if args.weighting == "annealing":
+        summary["weights"] = {k: float(v) for k, v in objective.weights.items()}
+        print(f"{config['problem']}: annealed weights " + ", ".join(
+            f"{k} = {v:.4g}" for k, v in summary["weights"].items()))
     true = config.get("true_parameters", {})
     for name, value in getattr(objective, "unknown_values", lambda th: {})(result.theta).items():
         summary[name] = value
@@ -430,7 +434,8 @@ def train_and_report(problem: Any, args: argparse.Namespace, config: dict[str, A
         print(line)
     if args.out is not None or args.plot is not None:
         run = results_dict(objective, trainer, result, config)
-        run["metrics"] = {k: v for k, v in summary.items() if k != "problem"}
+        run["metrics"] = {k: v for k, v in summary.items()
+                          if k != "problem" and not isinstance(v, dict)}
         if args.out is not None:
             save_run(args.out, run)
             print(f"results written to {args.out}")

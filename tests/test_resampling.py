@@ -121,3 +121,26 @@ def test_strategies_reject_bad_settings():
         Trainer(obj, [Stage(make_method("gd"))], adapt=[RAR(every=4)], resample_every=5)
     with pytest.raises(TypeError, match="Adaptation objects"):
         Trainer(obj, [Stage(make_method("gd"))], adapt=[lambda *a: None])
+
+
+def test_cli_adaptive_strategies(tmp_path, capsys, monkeypatch):
+    import json
+
+    from pinnsolve.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    tiny = ["burgers", "--nu", "0.1", "--points", "64", "--layers", "8", "--json", "--quiet",
+            "--max-iter", "12", "--resample-every", "5"]
+    for extra in (["--adaptive", "rar", "--rar-add", "4", "--candidates", "200"],
+                  ["--adaptive", "rad", "--rad-k", "2", "--rad-c", "0.5"]):
+        assert main([*tiny, *extra, "--checkpoint", "ck.h5"]) == 0
+        summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert summary["iterations"] == 12 and summary["rel_l2_error"] < 1
+    for extra, match in [
+        (["--adaptive", "rad", "--resample-every", "0"], "needs --resample-every N > 0"),
+        (["--adaptive", "rar", "--rar-add", "500", "--candidates", "100"], "exceeds"),
+        (["--adaptive", "rad", "--rad-c", "-1"], "--rad-k and --rad-c must be >= 0"),
+    ]:
+        with pytest.raises(SystemExit) as exc:
+            main([*tiny, *extra])
+        assert exc.value.code == 2 and match in capsys.readouterr().err

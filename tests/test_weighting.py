@@ -83,3 +83,25 @@ def test_fixed_weights_are_set_and_checked():
         FixedWeights({"ic": -1.0})
     with pytest.raises(ValueError, match="alpha"):
         Annealing(alpha=0.0)
+
+
+def test_cli_weighting(tmp_path, capsys, monkeypatch):
+    import json
+
+    from pinnsolve.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    tiny = ["burgers", "--nu", "0.1", "--points", "64", "--layers", "8", "--json", "--quiet",
+            "--max-iter", "12"]
+    assert main([*tiny, "--weighting", "annealing", "--anneal-every", "4", "--weights",
+                 "ic=2", "--out", "r.h5"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["weights"]["pde"] == 1.0 and summary["weights"]["ic"] != 2.0
+    for extra, match in [
+        (["--weights", "wall=3"], "no term named 'wall'"),
+        (["--weights", "ic=-1"], "--weights wants TERM=W with W >= 0"),
+        (["--weighting", "annealing", "--anneal-alpha", "2"], "--anneal-alpha must be in"),
+    ]:
+        with pytest.raises(SystemExit) as exc:
+            main([*tiny, *extra])
+        assert exc.value.code == 2 and match in capsys.readouterr().err
