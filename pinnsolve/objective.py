@@ -260,7 +260,7 @@ class PINNObjective(FunctionObjective):
             )
 
     def _discover_plans(self) -> None:
-        """Run every residual once on two of its points.
+        """Run every residual on two and on three of its points.
 
         This checks what each residual returns (shape errors surface here, naming the
         term) and records which derivatives it asks for, so that every evaluation from
@@ -272,7 +272,8 @@ class PINNObjective(FunctionObjective):
         coords, fields = self.problem.coords, self.problem.fields
         for term in self.terms:
             shapes = []
-            for k in (2, 3):  # two sizes: a residual that broadcasts (N, N) shows up here
+            rows = min(Z.shape[0] for Z in term.points)
+            for k in sorted({min(2, rows), min(3, rows)}):  # two sizes reveal (N, N) broadcasts
                 sets = [FieldSet(net, Z[:k], coords, fields, plan)
                         for Z, plan in zip(term.points, term.plans)]
                 aux = {key: v[:k] for key, v in term.aux.items()}
@@ -282,13 +283,11 @@ class PINNObjective(FunctionObjective):
                     raise ValueError(f"term {term.name!r}: {exc}") from exc
                 _check_residual(r, term.name, k, self.dtype, self.device)
                 shapes.append(tuple(r.shape[1:]))
-                if min(Z.shape[0] for Z in term.points) < 3:
-                    break
             if len(shapes) == 2 and shapes[0] != shapes[1]:
                 raise ValueError(
-                    f"term {term.name!r} returns {shapes[0][0]} columns on 2 points but "
-                    f"{shapes[1][0]} on 3: a residual must be (N,) or (N, k) with k fixed; "
-                    f"is a (N,) tensor broadcast against a (N, 1) one?"
+                    f"term {term.name!r} returns {(shapes[0] or (1,))[0]} columns on 2 points "
+                    f"but {(shapes[1] or (1,))[0]} on 3: a residual must be (N,) or (N, k) "
+                    f"with k fixed; is a (N,) tensor broadcast against a (N, 1) one?"
                 )
 
     def _check_finite(self) -> None:
