@@ -17,6 +17,12 @@ problem parameters (``nu``)::
     problem.pde(lambda u, nu: u.t + u * u.x - nu * u.xx, n=2000)
     problem.add(Initial(lambda x: -torch.sin(math.pi * x), n=200))
     problem.add(Dirichlet(0.0, n=200))
+
+A parameter given as :class:`Unknown` (``parameters={"nu": Unknown(init=0.05)}``) is
+learned with the network (an inverse problem; observations come as a :class:`Data`
+term).  Conditions are checked against the problem when added (:meth:`Condition.check`):
+a part the domain lacks, an unknown field or derivative, data outside the domain are
+errors naming the term.
 """
 
 from __future__ import annotations

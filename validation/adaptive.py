@@ -10,6 +10,7 @@ final weights of annealing).  Cases:
 * ``rar``, ``rad``: residual-based point strategies instead of uniform redraws.
 
     python validation/adaptive.py --budget 85 --cases fixed,annealing
+    python validation/adaptive.py --budget 60 --cases fixed,rar,rad --table adaptive_sampling.md
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=85.0, help="seconds per case")
     ap.add_argument("--cases", default="fixed,annealing", help=f"from {', '.join(CASES)}")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    ap.add_argument("--table", default="adaptive.md", help="file name of the table")
     args, extra = ap.parse_known_args()
     names = [c for c in args.cases.split(",") if c]
     unknown = [c for c in names if c not in CASES]
@@ -63,7 +65,7 @@ def main() -> None:
     for r in rows:
         lines.append(f"| {r['case']} | {r['rel_l2_error']:.3e} | {r['max_abs_error']:.3e} | "
                      f"{r['iterations']} | {r['wall_time_s']:.0f} | `{r['command']}` |")
-    path = args.out / "adaptive.md"
+    path = args.out / args.table
     path.write_text("\n".join(lines) + "\n")
     print(f"table written to {path}")
 
