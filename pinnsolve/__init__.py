@@ -11,7 +11,18 @@ from importlib.metadata import PackageNotFoundError, version
 from .geometry import Box, Interval, Rectangle, SpaceTime, TimeInterval
 from .models import MLP, OutputTransform
 from .objective import FunctionObjective, PINNObjective
-from .problem import PDE, Condition, Data, Dirichlet, Initial, Neumann, Periodic, Problem, Robin
+from .problem import (
+    PDE,
+    Condition,
+    Data,
+    Dirichlet,
+    Initial,
+    Neumann,
+    Periodic,
+    Problem,
+    Robin,
+    Unknown,
+)
 
 try:
     __version__ = version("pinnsolve")
@@ -37,5 +48,6 @@ __all__ = [
     "Periodic",
     "Problem",
     "Robin",
+    "Unknown",
     "__version__",
 ]

@@ -114,6 +114,27 @@ def add_training_options(p: argparse.ArgumentParser, defaults: dict[str, Any]) -
     m.add_argument("--resample-every", type=int, default=defaults["resample_every"],
                    metavar="N", help="draw fresh collocation points every N iterations; 0: "
                    "never (default: %(default)s)")
+    m.add_argument("--adaptive", default="none", choices=("none", "rar", "rad"),
+                   help="residual-based point strategy every --resample-every iterations: "
+                   "rar adds the worst candidates, rad redraws the points with density "
+                   "~ |r|^k/mean|r|^k + c; none: uniform redraws (default: %(default)s)")
+    m.add_argument("--candidates", type=_positive_int, default=None, metavar="N",
+                   help="random candidate points scored by rar/rad (default: 10 x --points)")
+    m.add_argument("--rar-add", type=_positive_int, default=10, metavar="K",
+                   help="points rar adds each time (default: %(default)s)")
+    m.add_argument("--rad-k", type=float, default=1.0, metavar="K",
+                   help="rad exponent k (default: %(default)s)")
+    m.add_argument("--rad-c", type=float, default=1.0, metavar="C",
+                   help="rad constant c (default: %(default)s)")
+    m.add_argument("--weighting", default="fixed", choices=("fixed", "annealing"),
+                   help="loss weights: fixed (--weights) or learning-rate annealing of the "
+                   "non-PDE terms (default: %(default)s)")
+    m.add_argument("--weights", default="", metavar="TERM=W,...",
+                   help="initial/fixed term weights, e.g. ic=10,bc=10 (default: all 1)")
+    m.add_argument("--anneal-every", type=_positive_int, default=100, metavar="N",
+                   help="iterations between annealing updates (default: %(default)s)")
+    m.add_argument("--anneal-alpha", type=float, default=0.1, metavar="ALPHA",
+                   help="annealing moving-average factor in (0, 1] (default: %(default)s)")
     m.add_argument("--dtype", default="float64", choices=sorted(DTYPES),
                    help="floating-point type (default: %(default)s)")
     m.add_argument("--device", default="cpu" if not torch.cuda.is_available() else "cuda",
@@ -172,7 +193,31 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--hard", action="store_true",
                    help="impose the initial/boundary conditions exactly, u = -a sin(pi x) + "
                    "t (1 - x^2) N(x, t), instead of training them as loss terms")
+    b.add_argument("--infer-nu", action="store_true",
+                   help="inverse problem: learn nu from --data (then --nu is the true value, "
+                   "used only to report errors)")
+    b.add_argument("--data", type=Path, metavar="FILE",
+                   help="observations of u for --infer-nu: .npz or .h5 with arrays points "
+                   "(N, 2) = (x, t) and values (N, 1); see 'pinnsolve burgers-data'")
+    b.add_argument("--nu-init", type=_positive_float, default=0.05,
+                   help="initial guess of nu for --infer-nu (default: %(default)s)")
     add_training_options(b, BURGERS_DEFAULTS)
+    d = sub.add_parser(
+        "burgers-data",
+        help="write noisy observations of the exact Burgers solution (for --infer-nu)",
+        description="Sample N uniform random points in [-1, 1] x [0, 1] and write the exact "
+        "(Cole-Hopf) u plus Gaussian noise of standard deviation NOISE * std(u) to an .npz "
+        "or .h5 file with arrays points (N, 2) and values (N, 1).",
+    )
+    d.add_argument("--nu", type=parse_number, default=0.01 / math.pi,
+                   help="viscosity > 0 (default: 0.01/pi)")
+    d.add_argument("--amplitude", type=parse_number, default=1.0)
+    d.add_argument("--n", type=_positive_int, default=2000, help="observations (default: 2000)")
+    d.add_argument("--noise", type=parse_number, default=0.01,
+                   help="noise level relative to std(u) (default: %(default)s)")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("-o", "--output", type=Path, required=True, metavar="FILE",
+                   help="output file (.npz or .h5)")
     p = sub.add_parser("plot", help="redraw the validation figure from a results file",
                        description="Redraw the figure of a results file written with --out.")
     p.add_argument("results", type=Path, help="results file (HDF5) from --out")
@@ -196,6 +241,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _burgers(args)
         if args.command == "plot":
             return _plot(args)
+        if args.command == "burgers-data":
+            return _burgers_data(args)
     except (UsageError, ValueError, OSError, TypeError) as exc:
         parser.exit(2, f"pinnsolve: error: {exc}\n")
     return 0
@@ -210,20 +257,91 @@ def _plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _burgers_data(args: argparse.Namespace) -> int:
+    from .io import save_observations
+    from .problems.burgers import make_observations
+
+    if args.nu <= 0:
+        raise UsageError(f"viscosity must be positive, got --nu {args.nu:g}")
+    if args.noise < 0:
+        raise UsageError(f"noise must be >= 0, got --noise {args.noise:g}")
+    points, values = make_observations(args.nu, args.amplitude, args.n, args.noise, args.seed)
+    save_observations(args.output, points, values,
+                      {"nu": args.nu, "amplitude": args.amplitude, "noise": args.noise,
+                       "seed": args.seed})
+    print(f"{args.n} observations (noise {args.noise:g} x std u) written to {args.output}")
+    return 0
+
+
 def _burgers(args: argparse.Namespace) -> int:
     from .problems.burgers import make_problem
 
     if args.nu <= 0:
         raise UsageError(f"viscosity must be positive, got --nu {args.nu:g}")
+    data = None
+    if args.infer_nu:
+        if args.data is None:
+            raise UsageError("--infer-nu needs observations: --data FILE (.npz or .h5)")
+        from .io import load_observations
+
+        data = load_observations(args.data)
+        if data[0].shape[1] != 2 or data[1].shape[1] != 1:
+            raise UsageError(f"{args.data}: Burgers data need points (N, 2) = (x, t) and "
+                             f"values (N, 1), got {data[0].shape} and {data[1].shape}")
+    elif args.data is not None:
+        raise UsageError("--data is only used with --infer-nu")
     problem = make_problem(nu=args.nu, amplitude=args.amplitude, points=args.points,
-                           hard=args.hard)
+                           hard=args.hard, nu_init=args.nu_init if args.infer_nu else None,
+                           data=data)
     config = {
         "problem": "burgers",
         "nu": args.nu,
         "amplitude": args.amplitude,
         "hard_constraints": args.hard,
     }
+    if args.infer_nu:
+        config.update(infer_nu=True, data=str(args.data), nu_init=args.nu_init,
+                      true_parameters={"nu": args.nu})
     return train_and_report(problem, args, config)
+
+
+def _adaptations(args: argparse.Namespace) -> list:
+    """The point strategy and the loss weighting from the shared options."""
+    from .resampling import RAD, RAR, Resample
+    from .weighting import Annealing, FixedWeights
+
+    weights = {}
+    for item in filter(None, args.weights.replace(" ", "").split(",")):
+        name, sep, value = item.partition("=")
+        try:
+            weights[name] = parse_number(value) if sep else None
+        except argparse.ArgumentTypeError:
+            weights[name] = None
+        if not name or weights[name] is None or weights[name] < 0:
+            raise UsageError(f"--weights wants TERM=W with W >= 0, got {item!r}")
+    adapt: list = [FixedWeights(weights)]
+    every = args.resample_every
+    if args.adaptive != "none":
+        if not every:
+            raise UsageError(f"--adaptive {args.adaptive} needs --resample-every N > 0")
+        candidates = args.candidates or 10 * args.points
+        if args.adaptive == "rar":
+            if args.rar_add > candidates:
+                raise UsageError(f"--rar-add {args.rar_add} exceeds --candidates {candidates}")
+            adapt.append(RAR(every, add=args.rar_add, candidates=candidates, seed=args.seed))
+        else:
+            if not (args.rad_k >= 0 and args.rad_c >= 0):
+                raise UsageError(f"--rad-k and --rad-c must be >= 0, got {args.rad_k:g} and "
+                                 f"{args.rad_c:g}")
+            adapt.append(RAD(every, k=args.rad_k, c=args.rad_c, candidates=candidates,
+                             seed=args.seed))
+    elif every:
+        adapt.append(Resample(every, seed=args.seed))
+    if args.weighting == "annealing":
+        if not 0 < args.anneal_alpha <= 1:
+            raise UsageError(f"--anneal-alpha must be in (0, 1], got {args.anneal_alpha:g}")
+        adapt.append(Annealing(every=args.anneal_every, alpha=args.anneal_alpha))
+    return adapt
 
 
 def train_and_report(problem: Any, args: argparse.Namespace, config: dict[str, Any]) -> int:
@@ -270,10 +388,19 @@ def train_and_report(problem: Any, args: argparse.Namespace, config: dict[str, A
         "points": args.points,
         "sampler": args.sampler,
         "resample_every": args.resample_every,
+        "adaptive": args.adaptive,
+        "weighting": args.weighting,
+        "weights": args.weights,
         "dtype": args.dtype,
         "device": str(device),
         "seed": args.seed,
     }
+    if args.adaptive != "none":
+        config.update(candidates=args.candidates, rar_add=args.rar_add, rad_k=args.rad_k,
+                      rad_c=args.rad_c)
+    if args.weighting == "annealing":
+        config.update(anneal_every=args.anneal_every, anneal_alpha=args.anneal_alpha)
+    adapt = _adaptations(args)
     objective = problem.compile(model, dtype=dtype, device=device, seed=args.seed,
                                 sampler=args.sampler)
     callbacks, max_time = [], args.max_time
@@ -296,9 +423,9 @@ def train_and_report(problem: Any, args: argparse.Namespace, config: dict[str, A
                                            if ranks.rank == 0 else None),
         progress_bar=False if args.quiet else None,
         config=config,
-        resample_every=args.resample_every or None,
         seed=args.seed,
         callbacks=callbacks,
+        adapt=adapt,
     )
     result = trainer.fit(resume=args.resume)
     summary = {"problem": config["problem"], **result.summary()}
@@ -308,8 +435,23 @@ def train_and_report(problem: Any, args: argparse.Namespace, config: dict[str, A
         f"{summary['iterations']} iterations, {summary['function_evals']} evaluations, "
         f"{summary['wall_time_s']:.1f} s ({summary['stop_reason']})"
     )
+    if args.weighting == "annealing":
+        summary["weights"] = {k: float(v) for k, v in objective.weights.items()}
+        print(f"{config['problem']}: annealed weights " + ", ".join(
+            f"{k} = {v:.4g}" for k, v in summary["weights"].items()))
+    true = config.get("true_parameters", {})
+    for name, value in getattr(objective, "unknown_values", lambda th: {})(result.theta).items():
+        summary[name] = value
+        line = f"{config['problem']}: inferred {name} = {value:.6g}"
+        if name in true:
+            summary[f"{name}_true"] = true[name]
+            summary[f"{name}_rel_error"] = abs(value - true[name]) / abs(true[name])
+            line += f" (true {true[name]:.6g}, relative error {summary[name + '_rel_error']:.2e})"
+        print(line)
     if args.out is not None or args.plot is not None:
         run = results_dict(objective, trainer, result, config)
+        run["metrics"] = {k: v for k, v in summary.items()
+                          if k != "problem" and not isinstance(v, dict)}
         if args.out is not None:
             save_run(args.out, run)
             print(f"results written to {args.out}")

@@ -81,9 +81,11 @@ __all__ = [
     "atomic_write",
     "check_writable",
     "load_checkpoint",
+    "load_observations",
     "load_run",
     "read_tree",
     "save_checkpoint",
+    "save_observations",
     "save_run",
     "write_tree",
 ]
@@ -594,3 +596,93 @@ def load_checkpoint(
             return read_tree(h5["checkpoint"], device=device)
         except (KeyError, json.JSONDecodeError) as exc:
             raise ValueError(f"{path} is an incomplete pinnsolve checkpoint ({exc})") from exc
+
+
+# -- observations (inverse problems) -----------------------------------------------------------
+
+#: Suffixes :func:`load_observations` / :func:`save_observations` understand.
+OBSERVATION_SUFFIXES = (".npz", ".h5", ".hdf5")
+
+
+def save_observations(
+    path: str | os.PathLike, points: Any, values: Any, attrs: Mapping[str, Any] | None = None
+) -> None:
+    """Atomically write observations: ``points`` ``(N, d)`` and ``values`` ``(N, m)``.
+
+    ``.npz`` (numpy) or ``.h5``/``.hdf5`` (datasets ``/points`` and ``/values``; ``attrs``
+    become root attributes, or extra scalar arrays in an npz).
+    """
+    points = np.asarray(points, dtype=np.float64)
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim == 1:
+        values = values[:, None]
+    _check_observations(points, values, str(path))
+    suffix = Path(path).suffix.lower()
+    if suffix not in OBSERVATION_SUFFIXES:
+        raise ValueError(
+            f"cannot write observations to {path}: use a name ending in "
+            f"{', '.join(OBSERVATION_SUFFIXES)}"
+        )
+    with atomic_write(path) as tmp:
+        if suffix == ".npz":
+            with open(tmp, "wb") as fh:
+                np.savez(fh, points=points, values=values,
+                         **{k: np.asarray(v) for k, v in (attrs or {}).items()})
+        else:
+            with h5py.File(tmp, "w") as h5:
+                h5.attrs["pinnsolve_version"] = _version()
+                h5.attrs["kind"] = "observations"
+                for k, v in (attrs or {}).items():
+                    h5.attrs[k] = v
+                h5["points"] = points
+                h5["values"] = values
+
+
+def load_observations(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Read observations ``(points (N, d), values (N, m))`` from an ``.npz`` or HDF5 file.
+
+    Both formats hold two arrays, ``points`` (one row per observation, columns in the
+    problem's coordinate order, e.g. ``x, t``) and ``values`` (``(N, 1)`` or ``(N,)``, the
+    observed field).  Raises FileNotFoundError / ValueError naming the file and what is
+    missing or malformed.
+    """
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"no such data file: {path}")
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        try:
+            with np.load(path) as npz:
+                found = {k: np.asarray(npz[k]) for k in npz.files}
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"cannot read {path} as an npz file ({exc})") from exc
+    elif suffix in (".h5", ".hdf5"):
+        with _open(path, "data file") as h5:
+            found = {k: np.asarray(h5[k][()]) for k in h5 if isinstance(h5[k], h5py.Dataset)}
+    else:
+        raise ValueError(
+            f"data file {path}: unknown format {suffix or '(no suffix)'!r}; use .npz or .h5"
+        )
+    missing = [k for k in ("points", "values") if k not in found]
+    if missing:
+        raise ValueError(
+            f"data file {path} has no {' or '.join(repr(k) for k in missing)} array (found: "
+            f"{', '.join(sorted(found)) or 'nothing'}); expected points (N, d) and values (N, 1)"
+        )
+    points = found["points"].astype(np.float64)
+    values = found["values"].astype(np.float64)
+    if values.ndim == 1:
+        values = values[:, None]
+    _check_observations(points, values, str(path))
+    return points, values
+
+
+def _check_observations(points: np.ndarray, values: np.ndarray, where: str) -> None:
+    if points.ndim != 2 or values.ndim != 2 or points.shape[0] != values.shape[0] or (
+            points.shape[0] == 0):
+        raise ValueError(
+            f"{where}: points must be (N, d) and values (N, m) with the same N > 0, got "
+            f"points {points.shape} and values {values.shape}"
+        )
+    if not (np.isfinite(points).all() and np.isfinite(values).all()):
+        raise ValueError(f"{where}: points and values must be finite")

@@ -9,7 +9,13 @@ parameters), which is all the optimization engine sees:
 * ``hvp(theta, v)`` = :math:`\\nabla^2_\\theta L\\, v` (forward-over-reverse with torch.func),
 * ``residuals(theta)``: the vector :math:`\\rho` with :math:`L = \\|\\rho\\|^2`, i.e. the
   term residuals scaled by :math:`\\sqrt{w_k / n_k}` (``n_k`` entries of term ``k``),
-* ``term_losses(theta)``: each term's unweighted mean square.
+* ``term_losses(theta)``: each term's unweighted mean square,
+* ``term_gradients(theta)``: the gradient of each of those (for loss weighting).
+
+Unknown problem parameters (:class:`~pinnsolve.problem.Unknown`, for inverse problems)
+are trained with the network: ``theta = (network parameters, raw unknowns)``, the last
+``len(objective.unknowns)`` entries holding ``log(value)`` for a positive unknown (so it
+stays positive) or the value itself; :meth:`PINNObjective.parameter_values` decodes them.
 
 Device and dtype come from one place, the ``device``/``dtype`` arguments; the model,
 points and targets are moved there.
@@ -27,7 +33,7 @@ from torch.func import functional_call, grad, jvp
 
 from .fields import FieldSet, Plan
 from .models import OutputTransform
-from .problem import Condition, Problem
+from .problem import PDE, Condition, Problem, Unknown
 
 __all__ = ["PINNObjective", "FunctionObjective", "flatten_parameters"]
 
@@ -115,6 +121,7 @@ class PINNObjective(FunctionObjective):
             model = OutputTransform(model, problem.transform)
         self.model = model.to(device=self.device, dtype=dtype)
         self.parameters = dict(problem.parameters)
+        self.unknowns = [k for k, v in self.parameters.items() if isinstance(v, Unknown)]
         self._names = [n for n, _ in self.model.named_parameters()]
         self._shapes = [p.shape for _, p in self.model.named_parameters()]
         self._sizes = [p.numel() for _, p in self.model.named_parameters()]
@@ -128,16 +135,23 @@ class PINNObjective(FunctionObjective):
         self.resample(seed)
         self._check_outputs()
         self._discover_plans()
+        self._check_finite()
 
     # -- parameters --------------------------------------------------------------------
 
     @property
     def n_params(self) -> int:
-        return sum(self._sizes)
+        """Length of theta: the network's parameters plus one per unknown parameter."""
+        return sum(self._sizes) + len(self.unknowns)
 
     def initial_theta(self) -> Tensor:
-        """The model's current parameters as a flat vector (the usual starting point)."""
-        return flatten_parameters(self.model)
+        """The model's current parameters (and the unknowns' initial guesses) as a flat
+        vector: the usual starting point."""
+        net = flatten_parameters(self.model)
+        if not self.unknowns:
+            return net
+        raw = [self.parameters[k].raw() for k in self.unknowns]
+        return torch.cat([net, torch.tensor(raw, dtype=net.dtype, device=net.device)])
 
     def unflatten(self, theta: Tensor) -> dict[str, Tensor]:
         """Views of ``theta`` shaped like the model's parameters, by name."""
@@ -145,12 +159,29 @@ class PINNObjective(FunctionObjective):
             raise ValueError(
                 f"theta must have shape ({self.n_params},), got {tuple(theta.shape)}"
             )
-        chunks = theta.split(self._sizes)
+        chunks = theta[: sum(self._sizes)].split(self._sizes)
         return {n: c.view(s) for n, c, s in zip(self._names, chunks, self._shapes)}
 
+    def parameter_values(self, theta: Tensor) -> dict[str, Any]:
+        """The problem parameters with every unknown decoded from ``theta`` (a 0-dim
+        tensor: ``exp(raw)`` for a positive unknown), differentiable in ``theta``."""
+        if not self.unknowns:
+            return self.parameters
+        values = dict(self.parameters)
+        base = sum(self._sizes)
+        for i, name in enumerate(self.unknowns):
+            values[name] = self.parameters[name].value(theta[base + i])
+        return values
+
+    def unknown_values(self, theta: Tensor) -> dict[str, float]:
+        """The current values of the unknown parameters, as floats."""
+        values = self.parameter_values(theta.detach())
+        return {k: float(values[k]) for k in self.unknowns}
+
     def load_into_model(self, theta: Tensor) -> torch.nn.Module:
-        """Copy ``theta`` into the model's parameters and return the model."""
-        torch.nn.utils.vector_to_parameters(theta.detach(), self.model.parameters())
+        """Copy the network part of ``theta`` into the model's parameters; return the model."""
+        net = theta.detach()[: sum(self._sizes)]
+        torch.nn.utils.vector_to_parameters(net, self.model.parameters())
         return self.model
 
     def network(self, theta: Tensor) -> Callable[[Tensor], Tensor]:
@@ -173,6 +204,50 @@ class PINNObjective(FunctionObjective):
             terms[-1].plans = plans.get(c.name, terms[-1].plans)  # plans outlive the points
         self.terms = terms
 
+    def term(self, name: str) -> _Term:
+        """The compiled term called ``name`` (its points, constant data and plans)."""
+        for t in self.terms:
+            if t.name == name:
+                return t
+        raise ValueError(f"no term named {name!r}; terms: {', '.join(t.name for t in self.terms)}")
+
+    def pde_terms(self) -> list[str]:
+        """Names of the PDE-residual terms (those adaptive sampling acts on)."""
+        return [t.name for t in self.terms if isinstance(t.condition, PDE)]
+
+    def set_points(self, name: str, points: Tensor | np.ndarray) -> None:
+        """Replace the ``(n, d)`` points of the one-set term ``name`` (plans are kept)."""
+        term = self.term(name)
+        if len(term.points) != 1:
+            raise ValueError(f"term {name!r} has paired point sets; set_points needs one")
+        Z = torch.as_tensor(points, dtype=self.dtype, device=self.device)
+        if Z.ndim != 2 or Z.shape[1] != len(self.problem.coords) or Z.shape[0] == 0:
+            raise ValueError(
+                f"points for term {name!r} must have shape (n, {len(self.problem.coords)}), "
+                f"n > 0; got {tuple(Z.shape)}"
+            )
+        term.points = [Z]
+        term.aux = term.condition.prepare(self.problem, [Z])
+
+    def pointwise_residual(
+        self, theta: Tensor, name: str, points: Tensor | np.ndarray, batch: int = 8192
+    ) -> Tensor:
+        """The residual of term ``name`` at arbitrary ``points`` (``(n,)`` or ``(n, k)``),
+        evaluated in batches without a graph; the term's own points are not changed."""
+        term = self.term(name)
+        Z = torch.as_tensor(points, dtype=self.dtype, device=self.device)
+        net = self.network(theta.detach())
+        params = self.parameter_values(theta.detach())
+        coords, fields = self.problem.coords, self.problem.fields
+        out = []
+        with torch.no_grad():
+            for i in range(0, Z.shape[0], batch):
+                chunk = Z[i:i + batch]
+                aux = term.condition.prepare(self.problem, [chunk])
+                sets = [FieldSet(net, chunk, coords, fields, term.plans[0])]
+                out.append(term.condition.residual(sets, aux, params))
+        return torch.cat(out)
+
     def _check_outputs(self) -> None:
         m = len(self.problem.fields)
         probe = self.terms[0].points[0][:2]
@@ -185,30 +260,65 @@ class PINNObjective(FunctionObjective):
             )
 
     def _discover_plans(self) -> None:
-        """Run every residual once on two of its points.
+        """Run every residual on two and on three of its points.
 
         This checks what each residual returns (shape errors surface here, naming the
         term) and records which derivatives it asks for, so that every evaluation from
         then on takes the same planned path (bitwise reproducible, e.g. across resumes).
         """
-        net = self.network(self.initial_theta())
+        theta = self.initial_theta()
+        net = self.network(theta)
+        params = self.parameter_values(theta)
         coords, fields = self.problem.coords, self.problem.fields
         for term in self.terms:
-            sets = [FieldSet(net, Z[:2], coords, fields, plan)
-                    for Z, plan in zip(term.points, term.plans)]
-            aux = {k: v[:2] for k, v in term.aux.items()}
-            term.condition.residual(sets, aux, self.parameters)
+            shapes = []
+            rows = min(Z.shape[0] for Z in term.points)
+            for k in sorted({min(2, rows), min(3, rows)}):  # two sizes reveal (N, N) broadcasts
+                sets = [FieldSet(net, Z[:k], coords, fields, plan)
+                        for Z, plan in zip(term.points, term.plans)]
+                aux = {key: v[:k] for key, v in term.aux.items()}
+                try:
+                    r = term.condition.residual(sets, aux, params)
+                except (AttributeError, IndexError, RuntimeError) as exc:
+                    raise ValueError(f"term {term.name!r}: {exc}") from exc
+                _check_residual(r, term.name, k, self.dtype, self.device)
+                shapes.append(tuple(r.shape[1:]))
+            if len(shapes) == 2 and shapes[0] != shapes[1]:
+                raise ValueError(
+                    f"term {term.name!r} returns {(shapes[0] or (1,))[0]} columns on 2 points "
+                    f"but {(shapes[1] or (1,))[0]} on 3: a residual must be (N,) or (N, k) "
+                    f"with k fixed; is a (N,) tensor broadcast against a (N, 1) one?"
+                )
+
+    def _check_finite(self) -> None:
+        """Every term must be finite at the initial parameters (else name the term and a point)."""
+        theta = self.initial_theta()
+        with torch.no_grad():
+            rs = self._term_residuals(theta)
+        for term, r in zip(self.terms, rs):
+            bad = ~torch.isfinite(r.reshape(r.shape[0], -1)).all(dim=1)
+            if bool(bad.any()):
+                i = int(bad.nonzero()[0, 0])
+                where = ", ".join(f"{c}={float(v):.4g}" for c, v in
+                                  zip(self.problem.coords, term.points[0][i]))
+                raise ValueError(
+                    f"term {term.name!r} is not finite at the initial parameters at "
+                    f"{int(bad.sum())} of {r.shape[0]} points, e.g. at {where} (value "
+                    f"{r.reshape(r.shape[0], -1)[i].tolist()}); check the residual for log, "
+                    f"sqrt or division of quantities that can be <= 0"
+                )
 
     # -- evaluation --------------------------------------------------------------------
 
     def _term_residuals(self, theta: Tensor) -> list[Tensor]:
         net = self.network(theta)
+        params = self.parameter_values(theta)
         coords, fields = self.problem.coords, self.problem.fields
         out = []
         for term in self.terms:
             sets = [FieldSet(net, Z, coords, fields, plan) for Z, plan in zip(term.points,
                                                                                term.plans)]
-            out.append(term.condition.residual(sets, term.aux, self.parameters))
+            out.append(term.condition.residual(sets, term.aux, params))
         return out
 
     def _loss(self, theta: Tensor) -> Tensor:
@@ -234,6 +344,19 @@ class PINNObjective(FunctionObjective):
             rs = self._term_residuals(theta.detach())
         return {t.name: float(r.pow(2).mean()) for t, r in zip(self.terms, rs)}
 
+    def term_gradients(self, theta: Tensor) -> dict[str, Tensor]:
+        """``grad_theta L_k`` of each term's unweighted mean square ``L_k`` (one forward pass,
+        one reverse pass per term)."""
+        with torch.enable_grad():
+            th = theta.detach().requires_grad_(True)
+            rs = self._term_residuals(th)
+            out = {}
+            for i, (term, r) in enumerate(zip(self.terms, rs)):
+                (g,) = torch.autograd.grad(r.pow(2).mean(), th, retain_graph=i < len(rs) - 1,
+                                           allow_unused=True)
+                out[term.name] = torch.zeros_like(th) if g is None else g
+        return out
+
     def predict(self, theta: Tensor, points: Any, batch: int = 65536) -> np.ndarray:
         """Network outputs ``(N, m)`` at ``points`` (array-like ``(N, d)``), as numpy."""
         Z = torch.as_tensor(np.asarray(points), dtype=self.dtype, device=self.device)
@@ -241,3 +364,21 @@ class PINNObjective(FunctionObjective):
         with torch.no_grad():
             out = torch.cat([net(Z[i:i + batch]) for i in range(0, Z.shape[0], batch)])
         return out.cpu().numpy()
+
+
+def _check_residual(r: Any, name: str, n: int, dtype: torch.dtype, device: torch.device) -> None:
+    """A term's residual on ``n`` points: a tensor of the run's dtype and device."""
+    if not isinstance(r, Tensor):
+        raise TypeError(f"term {name!r} must give a tensor, got {type(r).__name__}")
+    if r.dtype != dtype:
+        raise TypeError(
+            f"term {name!r} gives {r.dtype} values in a {dtype} run: build constants with "
+            f"the dtype of the inputs (e.g. torch.full_like(x, c)), not torch.tensor(c)"
+        )
+    if r.device != device:
+        raise ValueError(
+            f"term {name!r} gives values on device {r.device} in a run on {device}: build "
+            f"constants on the inputs' device (e.g. torch.zeros_like(x))"
+        )
+    if r.shape[0] != n:
+        raise ValueError(f"term {name!r} gives shape {tuple(r.shape)} on {n} points")

@@ -17,6 +17,12 @@ problem parameters (``nu``)::
     problem.pde(lambda u, nu: u.t + u * u.x - nu * u.xx, n=2000)
     problem.add(Initial(lambda x: -torch.sin(math.pi * x), n=200))
     problem.add(Dirichlet(0.0, n=200))
+
+A parameter given as :class:`Unknown` (``parameters={"nu": Unknown(init=0.05)}``) is
+learned with the network (an inverse problem; observations come as a :class:`Data`
+term).  Conditions are checked against the problem when added (:meth:`Condition.check`):
+a part the domain lacks, an unknown field or derivative, data outside the domain are
+errors naming the term.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .fields import Field, FieldSet
+from .fields import Field, FieldSet, parse_derivative
 from .geometry import SpaceTime
 from .sampling import SAMPLERS
 
@@ -49,9 +55,38 @@ __all__ = [
     "Robin",
     "Periodic",
     "Data",
+    "Unknown",
 ]
 
 Value = Callable[..., Tensor] | float | int
+
+
+@dataclass(frozen=True)
+class Unknown:
+    """A problem parameter learned from data (an inverse problem): ``Unknown(init=0.05)``.
+
+    It becomes part of theta.  ``positive=True`` (default) trains ``s = log(value)``, so the
+    value ``exp(s)`` stays positive whatever step the optimizer takes, and a relative change
+    of a small coefficient (a viscosity) costs the same as of a large one; ``positive=False``
+    trains the value itself.
+    """
+
+    init: float
+    positive: bool = True
+
+    def __post_init__(self) -> None:
+        ok = isinstance(self.init, int | float) and math.isfinite(self.init)
+        if not ok or (self.positive and self.init <= 0):
+            need = "a positive number" if self.positive else "a finite number"
+            raise ValueError(f"Unknown(init=...) must be {need}, got {self.init!r}")
+
+    def raw(self) -> float:
+        """The entry of theta that encodes ``init``."""
+        return math.log(self.init) if self.positive else float(self.init)
+
+    def value(self, raw: Tensor) -> Tensor:
+        """The parameter value encoded by the entry ``raw`` of theta."""
+        return raw.exp() if self.positive else raw
 
 
 class Condition:
@@ -94,6 +129,35 @@ class Condition:
     def residual(self, sets: list[FieldSet], aux: dict[str, Tensor], params: Mapping) -> Tensor:
         raise NotImplementedError
 
+    def check(self, problem: Problem) -> None:
+        """Raise a ValueError naming what this condition needs that ``problem`` lacks."""
+        domain = problem.domain
+        if self.part in ("interior", "boundary", "initial", "periodic"):
+            method = "periodic_pairs" if self.part == "periodic" else self.part
+            if not hasattr(domain, method):
+                what = {"interior": "an interior", "boundary": "a spatial boundary",
+                        "initial": "an initial time (use space * TimeInterval(t0, t1))",
+                        "periodic": "a spatial coordinate"}[self.part]
+                raise ValueError(
+                    f"{type(self).__name__} condition {self.name!r} needs {what}, but the "
+                    f"domain {domain!r} has none"
+                )
+        field_name = getattr(self, "field", None)
+        if field_name is not None and field_name not in problem.fields:
+            raise ValueError(
+                f"{type(self).__name__} condition {self.name!r} is on field {field_name!r}; "
+                f"the problem's fields are {', '.join(problem.fields)}"
+            )
+        derivative = getattr(self, "derivative", None)
+        for d in ([derivative] if derivative else []) + list(getattr(self, "derivatives", ())):
+            try:
+                parse_derivative(d, problem.coords)
+            except AttributeError:
+                raise ValueError(
+                    f"{type(self).__name__} condition {self.name!r}: derivative {d!r} is not "
+                    f"made of the coordinates {', '.join(problem.coords)}"
+                ) from None
+
 
 @functools.lru_cache(maxsize=256)
 def _arg_names(fn: Callable) -> tuple[str, ...]:
@@ -128,16 +192,32 @@ def _target(value: Value, what: str, problem: Problem, Z: Tensor) -> Tensor:
             if arg in coords:
                 args.append(coords[arg])
             elif arg in problem.parameters:
+                if isinstance(problem.parameters[arg], Unknown):
+                    raise TypeError(
+                        f"{what}: argument {arg!r} is an unknown (learned) parameter; only "
+                        f"residuals may use it, condition values must be known"
+                    )
                 args.append(problem.parameters[arg])
             else:
                 raise TypeError(
                     f"{what}: argument {arg!r} is not a coordinate ({', '.join(problem.coords)})"
                     f" or a parameter ({', '.join(problem.parameters) or 'none'})"
                 )
-        out = torch.as_tensor(value(*args), dtype=Z.dtype, device=Z.device)
+        out = value(*args)
+        if isinstance(out, Tensor | np.ndarray | float | int):
+            # A float32 (or numpy, or other-device) value is converted to the run's dtype.
+            out = torch.as_tensor(out, dtype=Z.dtype, device=Z.device)
     else:
         out = torch.full((Z.shape[0],), float(value), dtype=Z.dtype, device=Z.device)
-    return _check_shape(out.expand(Z.shape[0]) if out.ndim == 0 else out, what, Z.shape[0])
+    if isinstance(out, Tensor) and out.ndim == 0:
+        out = out.expand(Z.shape[0])
+    out = _check_shape(out, what, Z.shape[0])
+    if out.ndim == 2:  # a value of one field: (N, 1) -> (N,), never broadcast to (N, N)
+        if out.shape[1] != 1:
+            raise ValueError(f"{what} returned shape {tuple(out.shape)}; expected "
+                             f"({Z.shape[0]},) for one field")
+        out = out[:, 0]
+    return out
 
 
 def _check_shape(r: Any, what: str, n: int) -> Tensor:
@@ -260,6 +340,15 @@ class Periodic(Condition):
         super().__init__(**kw)
         self.coord, self.field, self.derivatives = coord, field, tuple(derivatives)
 
+    def check(self, problem):
+        super().check(problem)
+        spatial = [problem.coords[i] for i in problem.domain.space_dims]
+        if self.coord not in spatial:
+            raise ValueError(
+                f"Periodic condition {self.name!r} is in coordinate {self.coord!r}; the "
+                f"domain's spatial coordinates are {', '.join(spatial)}"
+            )
+
     def sample(self, domain, sampler, seed):
         left, right = domain.periodic_pairs(self.n, self.coord, sampler=self.sampler or sampler,
                                             seed=seed)
@@ -289,12 +378,25 @@ class Data(Condition):
         super().__init__(n=points.shape[0], **kw)
         self.points, self.values, self.field = points, values, field
 
-    def sample(self, domain, sampler, seed):
+    def check(self, problem):
+        super().check(problem)
+        domain = problem.domain
         if self.points.shape[1] != domain.dim:
             raise ValueError(
                 f"data points have {self.points.shape[1]} coordinates; the domain has "
                 f"{domain.dim} ({', '.join(domain.names)})"
             )
+        if not (np.isfinite(self.points).all() and np.isfinite(self.values).all()):
+            raise ValueError(f"data {self.name!r} holds non-finite points or values")
+        outside = ~domain.contains(self.points)
+        if outside.any():
+            raise ValueError(
+                f"{int(outside.sum())} data point(s) of {self.name!r} lie outside the domain, "
+                f"e.g. {self.points[outside][0].tolist()} ({', '.join(domain.names)} in "
+                f"{list(zip(domain.lows.tolist(), domain.highs.tolist()))})"
+            )
+
+    def sample(self, domain, sampler, seed):
         return [self.points]
 
     def prepare(self, problem, points):
@@ -358,6 +460,7 @@ class Problem:
         for c in conditions:
             if not isinstance(c, Condition):
                 raise TypeError(f"expected a Condition, got {c!r}")
+            c.check(self)
             names = {t.name for t in self.conditions}
             base, k = c.name, 2
             while c.name in names:

@@ -11,7 +11,12 @@ trainer keeps
 * **checkpoints**: the parameters, the method's state, the counters and the history,
   written atomically to HDF5 every ``checkpoint_every`` seconds and when the run ends
   or is interrupted (Ctrl-C); :meth:`Trainer.fit` with ``resume=path`` continues from
-  one exactly where it stopped (bit-for-bit for the deterministic methods).
+  one exactly where it stopped (bit-for-bit for the deterministic methods);
+* **adaptations**: objects that change the objective every ``every`` iterations (fresh
+  collocation points, residual-based refinement, loss weights; see :class:`Adaptation`).
+  After a change the method re-evaluates at the current point keeping its curvature
+  history (:meth:`~pinnsolve.optim.base.Method.refresh`); each adaptation's state goes
+  into the checkpoint, so a resumed run sees the same objective as the one that stopped.
 """
 
 from __future__ import annotations
@@ -30,10 +35,44 @@ from tqdm.auto import tqdm
 from .io import load_checkpoint, save_checkpoint
 from .optim.base import Callback, Method, Progress, Result, StopCriteria, minimize
 
-__all__ = ["Stage", "Trainer", "TrainResult", "relative_errors"]
+__all__ = ["Adaptation", "Stage", "Trainer", "TrainResult", "relative_errors"]
 
 #: Configuration entries a resumed run may change (budgets and where it runs).
 RESUMABLE_CHANGES = frozenset({"max_iter", "max_time", "device"})
+
+
+class Adaptation:
+    """Something that changes the objective during training, every ``every`` iterations.
+
+    One signature for every kind (collocation points: :mod:`pinnsolve.resampling`; loss
+    weights: :mod:`pinnsolve.weighting`), so they are interchangeable and combine:
+
+    * :meth:`update` ``(objective, theta, block)`` at iterations ``block * every``,
+      ``block = 1, 2, ...`` (counted over all stages), from the current ``theta``;
+    * :meth:`state_dict` returns what is needed to rebuild the objective as it is now
+      (tensors and numbers; empty when a seed regenerates it), stored in checkpoints;
+    * :meth:`restore` ``(objective, state, block)`` rebuilds it on resume (``state`` is
+      ``None`` for a fresh run, ``block`` the block the run is in).
+
+    An update must be a deterministic function of ``(theta, block)`` and the adaptation's
+    own settings (seeds), so runs are reproducible and resumes bit-for-bit.
+    """
+
+    name = "adaptation"
+
+    def __init__(self, every: int) -> None:
+        if not isinstance(every, int) or isinstance(every, bool) or every <= 0:
+            raise ValueError(f"{self.name}: 'every' must be a positive integer, got {every!r}")
+        self.every = every
+
+    def update(self, objective: Any, theta: Tensor, block: int) -> None:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def restore(self, objective: Any, state: dict[str, Any] | None, block: int) -> None:
+        """Default: nothing to rebuild."""
 
 
 @dataclass
@@ -102,11 +141,14 @@ class Trainer:
     config
         The run's configuration, stored in checkpoints and checked on resume.
     resample_every, seed
-        Draw fresh collocation points every ``resample_every`` iterations (counted over
-        all stages), with seed ``seed + k`` for the k-th block; the optimizer keeps its
-        curvature information and re-evaluates at the current point.  Resampling keeps
-        an optimizer from fitting the residual only at a fixed set of points (a loss
-        near zero with a large error between the points).
+        Shorthand for ``adapt=[Resample(resample_every, seed)]``: fresh collocation
+        points every ``resample_every`` iterations (counted over all stages), with seed
+        ``seed + k`` for the k-th block.  Resampling keeps an optimizer from fitting the
+        residual only at a fixed set of points (a loss near zero with a large error
+        between the points).
+    adapt
+        :class:`Adaptation` objects (point strategies, loss weightings), applied in
+        order; at most one may change the points.
     """
 
     def __init__(
@@ -124,6 +166,7 @@ class Trainer:
         config: dict[str, Any] | None = None,
         resample_every: int | None = None,
         seed: int = 0,
+        adapt: list[Adaptation] | None = None,
     ) -> None:
         if not stages:
             raise ValueError("a training needs at least one stage")
@@ -145,6 +188,17 @@ class Trainer:
             raise ValueError("resampling needs an objective with collocation points")
         self.resample_every = resample_every
         self.seed = int(seed)
+        self.adapt = list(adapt or [])
+        if resample_every:
+            from .resampling import Resample
+
+            self.adapt.insert(0, Resample(int(resample_every), seed=self.seed))
+        for a in self.adapt:
+            if not isinstance(a, Adaptation):
+                raise TypeError(f"adapt entries must be Adaptation objects, got {a!r}")
+        movers = [a.name for a in self.adapt if getattr(a, "moves_points", False)]
+        if len(movers) > 1:
+            raise ValueError(f"at most one point strategy per run, got {', '.join(movers)}")
         self.history: dict[str, list[float]] = {}
         self._reference = self._exact_on_grid()
 
@@ -157,12 +211,18 @@ class Trainer:
         points = problem.evaluation_grid()
         return points, np.asarray(problem.solution(points)).reshape(points.shape[0], -1)
 
-    def _resample(self, iteration: int) -> None:
-        """Points of block ``iteration // resample_every``, drawn with seed ``seed + block``."""
-        if self.resample_every:
-            block = iteration // self.resample_every
-            if block > 0 or iteration == 0:
-                self.objective.resample(self.seed + block)
+    def _restore(self, iteration: int, states: list[Any] | None) -> None:
+        """Rebuild every adaptation's objective changes for the block ``iteration`` is in."""
+        for i, a in enumerate(self.adapt):
+            state = states[i] if states is not None and i < len(states) else None
+            a.restore(self.objective, state, iteration // a.every)
+
+    def _adapt(self, theta: Tensor, iteration: int) -> bool:
+        """Run the adaptations due at ``iteration``; True if any ran."""
+        due = [a for a in self.adapt if iteration > 0 and iteration % a.every == 0]
+        for a in due:
+            a.update(self.objective, theta, iteration // a.every)
+        return bool(due)
 
     def errors(self, theta: Tensor) -> tuple[float, float]:
         """Relative L2 and max abs error against the exact solution (NaN if unknown)."""
@@ -206,6 +266,7 @@ class Trainer:
             },
             "finished": [_result_dict(r) for r in done],
             "history": self.history,
+            "adapt": [a.state_dict() for a in self.adapt],
         }
 
     def save(self, path: Path, theta: Tensor, stage: int, p: Progress, done: list[Result]):
@@ -221,8 +282,10 @@ class Trainer:
         theta = theta.detach().clone()
         first, progress, done = 0, None, []
         if resume is not None:
-            first, progress, done = self._resume(Path(resume), theta)
-            self._resample(sum(r.iterations for r in done) + progress.iteration)
+            first, progress, done, states = self._resume(Path(resume), theta)
+            self._restore(sum(r.iterations for r in done) + progress.iteration, states)
+        else:
+            self._restore(0, None)
         bar = tqdm(
             total=None,
             disable=(not self.progress_bar) if self.progress_bar is not None else None,
@@ -249,8 +312,7 @@ class Trainer:
                         row = self._record(th, index, p, offset)
                         bar.set_postfix(loss=f"{p.loss:.3e}", err=f"{row['rel_l2_error']:.2e}")
                     total = offset[0] + p.iteration
-                    if self.resample_every and total % self.resample_every == 0:
-                        self._resample(total)
+                    if self._adapt(th, total):
                         info = method.refresh(obj, th)
                         p.function_evals += info.evals
                         p.loss, p.grad_norm = float(info.loss), float(info.grad.abs().max())
@@ -303,7 +365,7 @@ class Trainer:
             stages=done,
         )
 
-    def _resume(self, path: Path, theta: Tensor) -> tuple[int, Progress, list[Result]]:
+    def _resume(self, path: Path, theta: Tensor) -> tuple[int, Progress, list[Result], Any]:
         state = load_checkpoint(path, device=theta.device)
         for key in sorted(set(state["config"]) | set(self.config)):
             if key in RESUMABLE_CHANGES:
@@ -338,7 +400,7 @@ class Trainer:
         )
         self.history = {k: [float(x) for x in v] for k, v in state["history"].items()}
         done = [Result(theta=theta, **r) for r in state["finished"]]
-        return stage, progress, done
+        return stage, progress, done, state.get("adapt")
 
 
 def _result_dict(r: Result) -> dict[str, Any]:

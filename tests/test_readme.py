@@ -13,5 +13,5 @@ def test_custom_pde_example_runs_and_is_accurate(capsys):
     namespace: dict = {}
     exec(compile(blocks[0], "README.md", "exec"), namespace)  # noqa: S102
     error = namespace["result"].rel_l2_error
-    print(f"README heat example: rel L2 error {error:.2e}")
+    print(f"README custom PDE example (Fisher-KPP): rel L2 error {error:.2e}")
     assert error < 1e-3
