@@ -144,6 +144,49 @@ BURGERS_DEFAULTS = {
 }
 
 
+#: Named recipes for ``pinnsolve burgers --preset NAME``: bundles of the options above
+#: (and ``hard``), chosen by measurement (validation/accuracy.py); options given
+#: explicitly on the command line override the preset.  ``default`` is what runs
+#: without ``--preset``.
+BURGERS_PRESETS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "accurate": {"optimizer": "ssbroyden", "hard": True, "max_time": 1200.0},
+    "fast": {"max_time": 30.0},
+}
+
+
+def apply_preset(args: argparse.Namespace, presets: dict[str, dict[str, Any]],
+                 explicit: set[str]) -> argparse.Namespace:
+    """Set the options of preset ``args.preset`` that were not given explicitly.
+
+    ``explicit``: the option destinations given on the command line (see
+    :func:`explicit_options`).  Raises ``UsageError`` for an unknown preset.
+    """
+    name = getattr(args, "preset", None) or "default"
+    if name not in presets:
+        raise UsageError(f"unknown preset {name!r}; choose from: {', '.join(presets)}")
+    for key, value in presets[name].items():
+        if not hasattr(args, key):
+            raise ValueError(f"preset {name!r} sets unknown option {key!r}")
+        if key not in explicit:
+            setattr(args, key, value)
+    return args
+
+
+def explicit_options(argv: Sequence[str]) -> set[str]:
+    """The destinations of the options given in ``argv`` (parsed without defaults)."""
+    parser = build_parser()
+    stack = [parser]
+    while stack:
+        p = stack.pop()
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                stack.extend(action.choices.values())
+            elif action.dest != "help":
+                action.default = argparse.SUPPRESS
+    return set(vars(parser.parse_args(list(argv))))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pinnsolve",
@@ -166,9 +209,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="viscosity > 0; expressions like 0.01/pi work (default: 0.01/pi)")
     b.add_argument("--amplitude", type=parse_number, default=1.0,
                    help="a in u(x, 0) = -a sin(pi x) (default: %(default)s)")
-    b.add_argument("--hard", action="store_true",
+    b.add_argument("--hard", action=argparse.BooleanOptionalAction, default=False,
                    help="impose the initial/boundary conditions exactly, u = -a sin(pi x) + "
                    "t (1 - x^2) N(x, t), instead of training them as loss terms")
+    b.add_argument("--preset", choices=sorted(BURGERS_PRESETS), default=None,
+                   help="a named recipe: 'accurate' (best recipe at full length, ~20 min), "
+                   "'fast' (quick demo, ~30 s); explicit options override it (default: the "
+                   "default recipe)")
     add_training_options(b, BURGERS_DEFAULTS)
     p = sub.add_parser("plot", help="redraw the validation figure from a results file",
                        description="Redraw the figure of a results file written with --out.")
@@ -189,7 +236,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         if args.command == "burgers":
-            return _burgers(args)
+            explicit = explicit_options(sys.argv[1:] if argv is None else argv)
+            return _burgers(apply_preset(args, BURGERS_PRESETS, explicit))
         if args.command == "plot":
             return _plot(args)
     except (UsageError, ValueError, OSError, TypeError) as exc:
@@ -218,6 +266,7 @@ def _burgers(args: argparse.Namespace) -> int:
         "nu": args.nu,
         "amplitude": args.amplitude,
         "hard_constraints": args.hard,
+        "preset": args.preset or "default",
     }
     return train_and_report(problem, args, config)
 
