@@ -239,7 +239,9 @@ def main(argv: list[str] | None = None) -> None:
 
     for name in names:
         if args.report:  # rebuild the table from the results files of an earlier run
-            results.append(from_file(name, args.out))
+            r = from_file(name, args.out)
+            if "error" not in r or args.rows is not None:  # rows never run are left out
+                results.append(r)
             continue
         limit = (["--max-iter", str(args.iters), "--max-time", "1e9"] if args.iters
                  else ["--max-time", f"{args.budget:g}"])
