@@ -252,11 +252,13 @@ def main(argv: list[str] | None = None) -> None:
     done = [r for r in results if "h5" in r]
     k = min((r["iterations"] for r in done), default=0) // 100 * 100
     at_k = {r["name"]: error_at_iteration(r["h5"], k) for r in done} if k else {}
-    per_row = f"{args.iters} iterations" if args.iters else f"{args.budget:g} s"
+    per_row = (f"{args.iters} iterations" if args.iters else
+               "the budget in the note" if args.report else f"{args.budget:g} s")
     lines = header(args, f"one option at a time, nu = {args.nu}, {per_row} per row") + [
         *([args.note, ""] if args.note else []),
-        "Each row is the default recipe with ONE option changed; `vs default` = rel L2 of "
-        "the row / rel L2 of the default row (below 1 is better).  Under a fluctuating "
+        "Each row is the reference recipe (`BASE` in validation/accuracy.py) with ONE option "
+        "changed; `vs default` = rel L2 of the row / rel L2 of the `default` (reference) row "
+        "(below 1 is better); rows `cli-default` and `preset-*` are the CLI's own recipes.  Under a fluctuating "
         "machine load the iterations reached in the same time vary, so the last column "
         f"compares the rows at equal work: the rel L2 at iteration {k} (Adam warm-up "
         "steps included), from the run's history.",
