@@ -258,10 +258,10 @@ def main(argv: list[str] | None = None) -> None:
         *([args.note, ""] if args.note else []),
         "Each row is the reference recipe (`BASE` in validation/accuracy.py) with ONE option "
         "changed; `vs default` = rel L2 of the row / rel L2 of the `default` (reference) row "
-        "(below 1 is better); rows `cli-default` and `preset-*` are the CLI's own recipes.  Under a fluctuating "
-        "machine load the iterations reached in the same time vary, so the last column "
-        f"compares the rows at equal work: the rel L2 at iteration {k} (Adam warm-up "
-        "steps included), from the run's history.",
+        "(below 1 is better); rows `cli-default` and `preset-*` are the CLI's own recipes. "
+        "Under a fluctuating machine load the iterations reached in the same time vary, "
+        "so the last column compares the rows at equal work: the rel L2 at iteration "
+        f"{k} (Adam warm-up steps included), from the run's history.",
         "",
         "| row | option | rel L2 | max abs | iterations | time (s) | vs default "
         f"| rel L2 @ it {k} |",
