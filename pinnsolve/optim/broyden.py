@@ -29,8 +29,10 @@ how well :math:`H_k` already models the curvature along the step,
 * **SSBroyden1**: the SR1 value :math:`\\theta_k^{SR1} = 1/(1 - b_k)` kept inside the
   interval, :math:`\\theta_k = \\max(\\theta_k^-, \\theta^{SR1}_k)` if :math:`b_k > 1`,
   :math:`\\min(\\theta_k^{+,1}, \\theta^{SR1}_k)` if :math:`b_k < 1`, with
-  :math:`\\theta_k^{+,1} = \\max(1, b_k (1 + c_k))` (the choice of the authors' released
-  code), and :math:`\\theta_k^-` if :math:`b_k = 1`;
+  :math:`\\theta_k^{+,1} = \\max(1, b_k (1 + c_k))`, and :math:`\\theta_k^-` if
+  :math:`b_k = 1` (this rule follows a public PyTorch port of the authors' SciPy code and
+  was not checked against the paper's text; SSBroyden2 is the paper's main method and
+  the default here);
 
 and for both
 
