@@ -3,7 +3,8 @@
 * :func:`minimize` runs any :class:`Method` on an :class:`Objective` under
   :class:`StopCriteria` (see :mod:`pinnsolve.optim.base`).
 * Methods: :class:`LBFGS` (``"lbfgs"``), :class:`BFGS` (``"bfgs"``), :class:`SSBFGS`
-  (``"ssbfgs"``), :class:`GradientDescent` (``"gd"``),
+  (``"ssbfgs"``), :class:`SSBroyden2` (``"ssbroyden"``, ``"ssbroyden2"``),
+  :class:`SSBroyden1` (``"ssbroyden1"``), :class:`GradientDescent` (``"gd"``),
   :class:`Adam` (``"adam"``); build one by name with :func:`make_method`.
 * Line searches: :func:`strong_wolfe`, :func:`armijo` (:data:`LINE_SEARCHES`).
 * ``torch.optim`` facades: :class:`LBFGSOptimizer`, :class:`GDOptimizer`,
@@ -28,6 +29,7 @@ from .base import (
     minimize,
 )
 from .bfgs import BFGS, SSBFGS
+from .broyden import SSBroyden, SSBroyden1, SSBroyden2
 from .gd import GradientDescent
 from .lbfgs import LBFGS
 from .linesearch import LINE_SEARCHES, LineSearchResult, armijo, strong_wolfe
@@ -54,6 +56,9 @@ __all__ = [
     "LBFGS",
     "BFGS",
     "SSBFGS",
+    "SSBroyden",
+    "SSBroyden1",
+    "SSBroyden2",
     "GradientDescent",
     "NonlinearCG",
     "Adam",
@@ -73,6 +78,9 @@ METHODS: dict[str, type[Method]] = {
     "lbfgs": LBFGS,
     "bfgs": BFGS,
     "ssbfgs": SSBFGS,
+    "ssbroyden": SSBroyden2,
+    "ssbroyden1": SSBroyden1,
+    "ssbroyden2": SSBroyden2,
     "ncg-fr": NCGFletcherReeves,
     "ncg-pr": NCGPolakRibiere,
     "ncg-hs": NCGHestenesStiefel,

@@ -1,0 +1,109 @@
+"""``pinnsolve burgers --preset NAME``: presets are data, explicit options override them."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+import torch
+
+from pinnsolve.cli import (
+    BURGERS_DEFAULTS,
+    BURGERS_PRESETS,
+    UsageError,
+    apply_preset,
+    build_parser,
+    explicit_options,
+    main,
+)
+from pinnsolve.io import load_run
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    args = build_parser().parse_args(list(argv))
+    return apply_preset(args, BURGERS_PRESETS, explicit_options(argv))
+
+
+def test_explicit_options_are_exactly_those_given():
+    argv = ["burgers", "--nu", "0.1", "--max-time", "5", "--no-hard", "--preset", "fast"]
+    assert explicit_options(argv) == {"command", "nu", "max_time", "hard", "preset"}
+    assert explicit_options(["burgers"]) == {"command"}
+
+
+def test_every_preset_names_real_options():
+    dests = set(vars(build_parser().parse_args(["burgers"])))
+    assert {"default", "accurate", "fast"} <= set(BURGERS_PRESETS)
+    for name, preset in BURGERS_PRESETS.items():
+        assert set(preset) <= dests, (name, set(preset) - dests)
+
+
+def test_no_preset_is_the_default_recipe():
+    plain = vars(build_parser().parse_args(["burgers"]))
+    assert vars(parse("burgers")) == {**plain, **BURGERS_PRESETS["default"]}
+    for key, value in BURGERS_DEFAULTS.items():
+        if key not in BURGERS_PRESETS["default"]:
+            assert plain[key] == value
+
+
+@pytest.mark.parametrize("name", ["accurate", "fast"])
+def test_preset_sets_its_options(name):
+    args = parse("burgers", "--preset", name)
+    for key, value in BURGERS_PRESETS[name].items():
+        assert getattr(args, key) == value, key
+
+
+def test_explicit_options_override_the_preset():
+    preset = BURGERS_PRESETS["accurate"]
+    assert preset["max_time"] != 7.0 and preset["optimizer"] != "lbfgs"
+    args = parse("burgers", "--preset", "accurate", "--max-time", "7", "--optimizer", "lbfgs")
+    assert args.max_time == 7.0 and args.optimizer == "lbfgs"
+    for key in set(preset) - {"max_time", "optimizer"}:
+        assert getattr(args, key) == preset[key]
+    # an explicit value equal to the built-in default still wins over the preset
+    default_time = BURGERS_DEFAULTS["max_time"]
+    assert parse("burgers", "--preset", "accurate", "--max-time",
+                 str(default_time)).max_time == default_time
+    # boolean options can be switched either way against a preset
+    hard = {"hard": True}
+    for flag, want in (("--hard", True), ("--no-hard", False)):
+        args = build_parser().parse_args(["burgers", flag])
+        args.preset = "x"
+        assert apply_preset(args, {"x": {"hard": not want}}, {"hard"}).hard is want
+    args = build_parser().parse_args(["burgers"])
+    args.preset = "x"
+    assert apply_preset(args, {"x": hard}, set()).hard is True
+
+
+def test_bad_presets_are_refused_clearly(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["burgers", "--preset", "nope"])
+    assert exc.value.code == 2
+    assert "invalid choice: 'nope'" in capsys.readouterr().err
+    args = build_parser().parse_args(["burgers"])
+    args.preset = "nope"
+    with pytest.raises(UsageError, match="unknown preset 'nope'"):
+        apply_preset(args, BURGERS_PRESETS, set())
+    with pytest.raises(ValueError, match="unknown option 'bogus'"):
+        apply_preset(args, {"nope": {"bogus": 1}}, set())
+
+
+def test_preset_reaches_the_run(tmp_path):
+    """A tiny end-to-end run: the results file records the preset's settings, except
+    those given explicitly."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    given = {"points": 64, "layers": "8", "max_iter": 3}
+    try:
+        out = tmp_path / "run.h5"
+        assert main(["burgers", "--nu", "0.1", "--points", "64", "--layers", "8", "--quiet",
+                     "--preset", "accurate", "--max-iter", "3", "--out", str(out)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    config = load_run(out)["config"]
+    assert config["preset"] == "accurate"
+    for key, value in given.items():
+        assert config[key] == value
+    for key, value in BURGERS_PRESETS["accurate"].items():
+        if key not in given:
+            stored = config["hard_constraints"] if key == "hard" else config[key]
+            assert stored == value, key
