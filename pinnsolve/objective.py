@@ -18,7 +18,7 @@ draws a *stratified* batch, :math:`b_k` points from every term in proportion to
 :math:`n_k` (largest remainders, at least one point per weighted term), and
 :meth:`PINNObjective.batch_loss_and_grad` returns
 
-.. math::  \\hat L_B = \\sum_k \frac{w_k}{b_k} \\sum_{i \\in B_k} \\overline{r_k(z_i)^2},
+.. math::  \\hat L_B = \\sum_k \\frac{w_k}{b_k} \\sum_{i \\in B_k} \\overline{r_k(z_i)^2},
 
 (:math:`\\overline{\\cdot}` the mean over the components of a residual row), an unbiased
 estimate of the full loss whenever the :math:`b_k` points of term ``k`` are drawn

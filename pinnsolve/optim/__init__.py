@@ -5,6 +5,9 @@
 * Methods: :class:`LBFGS` (``"lbfgs"``), :class:`BFGS` (``"bfgs"``), :class:`SSBFGS`
   (``"ssbfgs"``), :class:`GradientDescent` (``"gd"``),
   :class:`Adam` (``"adam"``); build one by name with :func:`make_method`.
+* Stochastic (mini-batch) methods on a :class:`StochasticObjective`: :class:`SGD`
+  (``"sgd"``), :class:`SLBFGS` (``"slbfgs"``), :class:`MLBFGS` (``"mlbfgs"``), and
+  :class:`Adam` with ``batch_size``.
 * Line searches: :func:`strong_wolfe`, :func:`armijo` (:data:`LINE_SEARCHES`).
 * ``torch.optim`` facades: :class:`LBFGSOptimizer`, :class:`GDOptimizer`,
   :class:`MethodOptimizer`.
@@ -23,6 +26,7 @@ from .base import (
     Progress,
     Result,
     StepInfo,
+    StochasticObjective,
     StopCriteria,
     interrupt_guard,
     minimize,
@@ -31,6 +35,7 @@ from .bfgs import BFGS, SSBFGS
 from .gd import GradientDescent
 from .lbfgs import LBFGS
 from .linesearch import LINE_SEARCHES, LineSearchResult, armijo, strong_wolfe
+from .mlbfgs import MLBFGS
 from .ncg import (
     NCGDaiYuan,
     NCGFletcherReeves,
@@ -38,6 +43,8 @@ from .ncg import (
     NCGPolakRibiere,
     NonlinearCG,
 )
+from .sgd import SGD
+from .slbfgs import SLBFGS
 from .torch_optim import GDOptimizer, LBFGSOptimizer, MethodOptimizer
 
 __all__ = [
@@ -57,6 +64,10 @@ __all__ = [
     "GradientDescent",
     "NonlinearCG",
     "Adam",
+    "StochasticObjective",
+    "SGD",
+    "SLBFGS",
+    "MLBFGS",
     "strong_wolfe",
     "armijo",
     "LineSearchResult",
@@ -79,6 +90,9 @@ METHODS: dict[str, type[Method]] = {
     "ncg-dy": NCGDaiYuan,
     "gd": GradientDescent,
     "adam": Adam,
+    "sgd": SGD,
+    "slbfgs": SLBFGS,
+    "mlbfgs": MLBFGS,
 }
 
 

@@ -55,7 +55,9 @@ from .base import flat_dtype_device
 from .linesearch import LineSearchResult
 from .quasi_newton import QuasiNewton
 
-__all__ = ["LBFGS", "Blocks", "compact_direction", "push_pair", "new_history"]
+__all__ = [
+    "LBFGS", "Blocks", "compact_direction", "history_direction", "new_history", "push_pair",
+]
 
 
 class LBFGS(QuasiNewton):
@@ -264,16 +266,18 @@ class Blocks:
         return c.index_select(-1, self.ids)
 
 
-def new_history(m: int, theta: Tensor, n_blocks: int = 1) -> dict[str, Any]:
-    """An empty pair history: ``pairs`` ``(2, m, n)``, ``SY``/``YY`` ``(n_blocks, m, m)``,
-    ``gamma`` ``(n_blocks,)``, ``head``, ``count`` (the layout of :class:`LBFGS`, with a
-    leading block dimension on the small matrices)."""
+def new_history(m: int, theta: Tensor, n_blocks: int | None = None) -> dict[str, Any]:
+    """An empty pair history in the layout of :class:`LBFGS`: ``pairs`` ``(2, m, n)``,
+    ``SY``/``YY`` ``(m, m)`` and ``gamma`` ``()``, ``head``, ``count``.  With ``n_blocks``
+    the small matrices get a leading block dimension: ``(n_blocks, m, m)``, ``(n_blocks,)``.
+    """
     small = {"dtype": _small_dtype(theta.device), "device": theta.device}
+    lead = () if n_blocks is None else (int(n_blocks),)
     return {
         "pairs": torch.zeros(2, m, theta.numel(), **flat_dtype_device(theta)),
-        "SY": torch.zeros(n_blocks, m, m, **small),
-        "YY": torch.zeros(n_blocks, m, m, **small),
-        "gamma": torch.ones(n_blocks, **small),
+        "SY": torch.zeros(*lead, m, m, **small),
+        "YY": torch.zeros(*lead, m, m, **small),
+        "gamma": torch.ones(lead, **small),
         "head": 0,
         "count": 0,
     }
@@ -285,27 +289,42 @@ def history_order(hist: dict[str, Any]) -> Tensor:
     return torch.tensor([(head - k + j) % m for j in range(k)], device=hist["SY"].device)
 
 
-def push_pair(hist: dict[str, Any], s: Tensor, y: Tensor, blocks: Blocks) -> Tensor:
-    """Store the pair ``(s, y)`` in the ring buffer (every block at once).
+def push_pair(hist: dict[str, Any], s: Tensor, y: Tensor, blocks: Blocks | None = None) -> None:
+    """Store the pair ``(s, y)`` in the ring buffer of ``hist`` (see :func:`new_history`).
 
-    Updates column ``h`` of ``S'Y`` and ``Y'Y`` of every block with the products of the
-    stored pairs with ``y`` (one ``2m x n`` pass) and sets ``gamma_b = s_b'y_b / y_b'y_b``.
-    The caller guarantees ``s_b'y_b > 0`` in every block.  Returns the per-block
-    ``s_b'y_b`` (``(n_blocks,)``).
+    Updates column ``h`` of ``S'Y`` and ``Y'Y`` (of every block) with the products of
+    the stored pairs with ``y`` (one ``2m x n`` pass) and sets
+    ``gamma = s'y / y'y`` (per block).  The caller guarantees ``s'y > 0`` (per block).
     """
     pairs, h = hist["pairs"], hist["head"]
     m = pairs.shape[1]
     pairs[0, h].copy_(s)
     pairs[1, h].copy_(y)
-    wy = blocks.dot(pairs.view(2 * m, -1), y).to(hist["SY"].dtype)  # (2m, nb)
-    hist["SY"][:, :, h] = wy[:m].T
-    hist["YY"][:, :, h] = wy[m:].T
-    hist["YY"][:, h, :] = wy[m:].T
-    sy = wy[h]
-    hist["gamma"].copy_(sy / wy[m + h])
+    W = pairs.view(2 * m, -1)
+    SY, YY = hist["SY"], hist["YY"]
+    if SY.dim() == 2:
+        wy = torch.mv(W, y).to(SY.dtype)  # (2m,)
+        SY[:, h] = wy[:m]
+        YY[:, h] = wy[m:]
+        YY[h, :] = wy[m:]
+    else:
+        if blocks is None:
+            blocks = Blocks([W.shape[1]], W.shape[1], W.device)
+        wy = blocks.dot(W, y).to(SY.dtype)  # (2m, nb)
+        SY[:, :, h] = wy[:m].T
+        YY[:, :, h] = wy[m:].T
+        YY[:, h, :] = wy[m:].T
+    hist["gamma"].copy_(wy[h] / wy[m + h])
     hist["head"] = (h + 1) % m
     hist["count"] = min(hist["count"] + 1, m)
-    return sy
+
+
+def history_direction(hist: dict[str, Any], g: Tensor, blocks: Blocks | None = None) -> Tensor:
+    """``d = -H g`` of the history ``hist`` (``-g`` while it is empty)."""
+    if hist["count"] == 0:
+        return g.neg()
+    return compact_direction(hist["pairs"], hist["SY"], hist["YY"], hist["gamma"],
+                             history_order(hist), g, blocks)
 
 
 def compact_direction(
