@@ -267,7 +267,7 @@ class PINNObjective(FunctionObjective):
                 if sum(counts.values()) < size and counts[k] < sizes[k]:
                     counts[k] += 1
         while sum(counts.values()) > size:  # the minimum of one point overshot
-            k = max(active, key=lambda j: counts[j] - quota[j])
+            k = max((j for j in active if counts[j] > 1), key=lambda j: counts[j] - quota[j])
             counts[k] -= 1
         return [counts.get(k, 0) for k in range(len(self.terms))]
 
