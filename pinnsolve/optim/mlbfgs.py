@@ -93,6 +93,15 @@ class MLBFGS(StochasticMethod, Method):
         objective has none), ``"tensor"`` (one block per parameter tensor),
         ``"none"`` (a single, non-block history with the plain L-BFGS algebra), or
         a sequence of block sizes summing to ``n``.
+    min_cos:
+        a guard of ours, not in the paper: a block whose damped pair has
+        :math:`\\cos(s, \\hat y) <` ``min_cos`` gets :math:`\tau = 0`, i.e. :math:`\\hat y = s`
+        (the pair then leaves ``H`` unchanged along ``s``).  The damping bounds
+        :math:`s^\top\\hat y / s^\top s` but not :math:`\\|\\hat y\\| / \\|s\\|`; with a
+        noise-dominated :math:`y` nearly orthogonal to :math:`s` the factors
+        :math:`I - \rho s \\hat y^\top` of the BFGS update blow ``H`` up by
+        :math:`1/\\cos^2` and the iteration diverges (measured on small networks).
+        0 disables the guard (the paper's method).
     seed:
         seed of the batch generator (saved in the state).
 
@@ -118,6 +127,7 @@ class MLBFGS(StochasticMethod, Method):
         sigma_low: float = 0.01,
         sigma_high: float = 1.5,
         blocks: str | Sequence[int] = "layer",
+        min_cos: float = 1e-2,
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -147,6 +157,9 @@ class MLBFGS(StochasticMethod, Method):
         self.tau0, self.sigma_low = float(tau0), float(sigma_low)
         self.sigma_high = float(sigma_high)
         self.blocks = blocks if isinstance(blocks, str) else [int(b) for b in blocks]
+        if not 0.0 <= min_cos < 1.0:
+            raise ValueError(f"min_cos must be in [0, 1), got {min_cos}")
+        self.min_cos = float(min_cos)
         self.seed = int(seed)
         self._blocks: Blocks | None = None
 
@@ -199,15 +212,19 @@ class MLBFGS(StochasticMethod, Method):
 
     def _pair(self, blocks: Blocks | None, s: Tensor, y: Tensor) -> tuple[Tensor | None, int]:
         """The damped ``y_hat`` (``None`` if ``s`` vanishes in a block) and #damped blocks."""
-        if blocks is None:
-            prod = torch.mv(torch.stack([s, y]), s).unsqueeze(1)  # (2, 1)
-        else:
-            prod = blocks.dot(torch.stack([s, y]), s)  # (2, nb): s's, y's per block
+        dot = torch.mv if blocks is None else blocks.dot
+        prod = dot(torch.stack([s, y]), s).reshape(2, -1)  # s's, y's (per block)
         ss, sy = prod[0], prod[1]
         if not bool((ss > 0).all() & torch.isfinite(sy).all()):
             return None, 0
         mu = sy / ss
         tau = damping(mu, self.tau0, self.sigma_low, self.sigma_high)
+        if self.min_cos > 0:  # guard: y_hat nearly orthogonal to s -> (s, s)
+            yy = dot(y.unsqueeze(0), y).reshape(-1)
+            # ||y_hat||^2 and s'y_hat per block, from s's, s'y, y'y
+            hh = tau * tau * yy + 2 * tau * (1 - tau) * sy + (1 - tau) ** 2 * ss
+            sh = tau * sy + (1 - tau) * ss
+            tau = torch.where(sh < self.min_cos * (ss * hh).sqrt(), torch.zeros_like(tau), tau)
         damped = int((tau != self.tau0).sum())
         tau_n = tau[0] if blocks is None else blocks.expand(tau)
         return y * tau_n + s * (1.0 - tau_n), damped
