@@ -25,8 +25,12 @@ For :math:`f = \\frac1N \\sum_i f_i` (a :class:`~pinnsolve.optim.base.Stochastic
   .. math:: s_r = u_r - u_{r-1}, \\qquad y_r = \\nabla^2 f_{T_r}(u_r)\\, s_r
 
   (a Hessian-vector product, torch.func forward-over-reverse), stored when
-  :math:`s_r^\\top y_r > \\varepsilon\\, y_r^\\top y_r` (always for convex ``f``; for a
-  nonconvex PINN loss a pair with non-positive curvature is skipped and counted).
+  :math:`s_r^\\top y_r > \\varepsilon\\, y_r^\\top y_r` and
+  :math:`s_r^\\top y_r \\ge c_{\\min} \\|s_r\\| \\|y_r\\|` (always for a well-conditioned
+  convex ``f``; on a nonconvex PINN loss pairs with negative or nearly orthogonal
+  curvature are skipped and counted -- the second test is our guard, not the papers':
+  without a line search, a pair with a tiny :math:`\\cos(s, y)` inflates :math:`H` by
+  up to :math:`1/\\cos^2` and the fixed step diverges).
 
 **One** :meth:`~SLBFGS.step` **is one inner step** (cheap, so the progress bar, the
 time budget and Ctrl-C act at the granularity of a mini-batch); the step that starts
@@ -87,6 +91,9 @@ class SLBFGS(StochasticMethod, Method):
         passes over the data in gradient evaluations as in SVRG and the authors' code).
     curvature_eps:
         pairs with :math:`s^\\top y \\le \\varepsilon\\, y^\\top y` are skipped.
+    min_cos:
+        :math:`c_{\\min}`: pairs with :math:`\\cos(s, y) < c_{\\min}` are skipped (default
+        0.01; 0 disables the guard).
     seed:
         seed of the batch generator (saved in the state: resumes are exact).
 
@@ -110,6 +117,7 @@ class SLBFGS(StochasticMethod, Method):
         update_every: int = 10,
         inner_steps: int | None = None,
         curvature_eps: float = 1e-10,
+        min_cos: float = 1e-2,
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -129,6 +137,9 @@ class SLBFGS(StochasticMethod, Method):
         self.update_every = update_every
         self.inner_steps = inner_steps
         self.curvature_eps = float(curvature_eps)
+        if not 0.0 <= min_cos < 1.0:
+            raise ValueError(f"min_cos must be in [0, 1), got {min_cos}")
+        self.min_cos = float(min_cos)
         self.seed = int(seed)
 
     def epoch_length(self, objective: Any) -> int:
@@ -207,7 +218,8 @@ class SLBFGS(StochasticMethod, Method):
                 evals += 1
                 samples += int(idx_h.numel())
                 sy, yy = torch.dot(s, y), torch.dot(y, y)
-                if bool(torch.isfinite(yy) & (sy > self.curvature_eps * yy)):
+                ok = (sy > self.curvature_eps * yy) & (sy >= self.min_cos * (yy * s.dot(s)).sqrt())
+                if bool(torch.isfinite(yy) & ok):
                     pair = (s, y)
                 else:
                     skipped += 1
