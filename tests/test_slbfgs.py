@@ -129,3 +129,18 @@ def test_trainer_runs_slbfgs_on_a_pinn_and_resumes_exactly(tmp_path):
     trainer([stage(13)], checkpoint=ck, config={"optimizer": "slbfgs"}).fit()
     resumed = trainer([stage(30)], config={"optimizer": "slbfgs"}).fit(resume=ck)
     assert_same_run(straight, resumed)
+
+
+def test_on_a_nonconvex_pinn_only_well_aligned_pairs_are_stored():
+    from test_train import make_objective
+
+    obj = make_objective(layers=(8, 8))
+    method = SLBFGS(lr=0.02, batch_size=24, hessian_batch_size=24, update_every=3, history=50)
+    theta = obj.initial_theta()
+    minimize(obj, theta, method, StopCriteria(max_iter=60))
+    hist = method.state["hist"]
+    k = hist["count"]
+    assert k + method.state["skipped"] == 60 // 3 - 1
+    s, y = hist["pairs"][0, :k], hist["pairs"][1, :k]
+    cos = (s * y).sum(1) / (s.norm(dim=1) * y.norm(dim=1))
+    assert bool((cos >= 0.01).all())
