@@ -93,8 +93,14 @@ def add_training_options(p: argparse.ArgumentParser, defaults: dict[str, Any]) -
                    help="L-BFGS history size m (default: %(default)s)")
     g.add_argument("--warmup", type=int, default=defaults["warmup"], metavar="N",
                    help="Adam iterations before the optimizer (default: %(default)s)")
-    g.add_argument("--lr", type=_positive_float, default=1e-3,
-                   help="learning rate of Adam/SGD (default: %(default)s)")
+    g.add_argument("--lr", type=_positive_float, default=None,
+                   help="learning rate / step size of adam, sgd, gd, slbfgs, mlbfgs (default: "
+                   "the method's own: adam and sgd 1e-3, slbfgs and mlbfgs 0.05; gd: a "
+                   "line search)")
+    g.add_argument("--batch-size", type=_positive_int, default=None, metavar="B",
+                   help="mini-batch size (collocation points per iteration, drawn from every "
+                   "term in proportion) of the stochastic optimizers sgd, adam, slbfgs, "
+                   "mlbfgs (default: full batch; slbfgs: 64)")
     g.add_argument("--gtol", type=float, default=0.0,
                    help="stop when max |gradient| <= GTOL (default: %(default)s)")
     g.add_argument("--seed", type=int, default=0, help="seed of network and points")
@@ -433,6 +439,7 @@ def train_and_report(problem: Any, args: argparse.Namespace, config: dict[str, A
         "history": args.history,
         "warmup": args.warmup,
         "lr": args.lr,
+        "batch_size": args.batch_size,
         "max_iter": args.max_iter,
         "max_time": args.max_time,
         "layers": ",".join(map(str, layers)),
@@ -465,7 +472,8 @@ def train_and_report(problem: Any, args: argparse.Namespace, config: dict[str, A
         callbacks, max_time = [objective.stop_callback()], None
     stages = []
     if args.warmup > 0:
-        stages.append(Stage(make_method("adam", lr=args.lr), StopCriteria(max_iter=args.warmup)))
+        warm = make_method("adam", lr=args.lr or 1e-3)
+        stages.append(Stage(warm, StopCriteria(max_iter=args.warmup)))
     stages.append(Stage(_method(args), StopCriteria(gtol=args.gtol, max_iter=args.max_iter)))
     trainer = Trainer(
         objective,
@@ -534,8 +542,9 @@ def _title(config: dict[str, Any], summary: dict[str, Any]) -> str:
 
 
 def _method(args: argparse.Namespace):
-    """The main optimizer from the shared options: ``--history`` and ``--lr`` go to every
-    method whose constructor takes ``history`` / ``lr``."""
+    """The main optimizer from the shared options: ``--history``, ``--lr`` and
+    ``--batch-size`` (when given) go to every method whose constructor takes ``history`` /
+    ``lr`` / ``batch_size``."""
     import inspect
 
     from .optim import METHODS, make_method
@@ -544,8 +553,13 @@ def _method(args: argparse.Namespace):
     options: dict[str, Any] = {}
     if "history" in accepted:
         options["history"] = args.history
-    if "lr" in accepted:
+    if "lr" in accepted and args.lr is not None:
         options["lr"] = args.lr
+    if getattr(args, "batch_size", None) is not None:
+        if "batch_size" not in accepted:
+            raise UsageError(f"--batch-size applies to the stochastic optimizers, not "
+                             f"{args.optimizer!r}")
+        options["batch_size"] = args.batch_size
     return make_method(args.optimizer, **options)
 
 

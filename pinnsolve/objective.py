@@ -17,6 +17,20 @@ are trained with the network: ``theta = (network parameters, raw unknowns)``, th
 ``len(objective.unknowns)`` entries holding ``log(value)`` for a positive unknown (so it
 stays positive) or the value itself; :meth:`PINNObjective.parameter_values` decodes them.
 
+Mini-batches (the :class:`~pinnsolve.optim.base.StochasticObjective` protocol, for
+the stochastic methods): the ``n_samples`` samples are all points of all terms, term
+``k`` owning the index range ``[o_k, o_k + n_k)``.  :meth:`PINNObjective.sample_batch`
+draws a *stratified* batch, :math:`b_k` points from every term in proportion to
+:math:`n_k` (largest remainders, at least one point per weighted term), and
+:meth:`PINNObjective.batch_loss_and_grad` returns
+
+.. math::  \\hat L_B = \\sum_k \\frac{w_k}{b_k} \\sum_{i \\in B_k} \\overline{r_k(z_i)^2},
+
+(:math:`\\overline{\\cdot}` the mean over the components of a residual row), an unbiased
+estimate of the full loss whenever the :math:`b_k` points of term ``k`` are drawn
+uniformly without replacement with a fixed :math:`b_k`; averaged over the disjoint
+batches of a permutation (equal :math:`b_k`) it *is* the full loss.
+
 Device and dtype come from one place, the ``device``/``dtype`` arguments; the model,
 points and targets are moved there.
 """
@@ -310,16 +324,135 @@ class PINNObjective(FunctionObjective):
 
     # -- evaluation --------------------------------------------------------------------
 
-    def _term_residuals(self, theta: Tensor) -> list[Tensor]:
+    def _term_residuals(self, theta: Tensor, subsets: list[Tensor] | None = None) -> list[Tensor]:
+        """Each term's residual, on all its points or (``subsets``) on rows ``subsets[k]``."""
         net = self.network(theta)
         params = self.parameter_values(theta)
         coords, fields = self.problem.coords, self.problem.fields
         out = []
-        for term in self.terms:
-            sets = [FieldSet(net, Z, coords, fields, plan) for Z, plan in zip(term.points,
+        for k, term in enumerate(self.terms):
+            points, aux = term.points, term.aux
+            if subsets is not None:
+                rows = subsets[k]
+                if rows.numel() == 0:
+                    out.append(theta.new_zeros((0,)))
+                    continue
+                points = [Z.index_select(0, rows) for Z in points]
+                aux = {key: v.index_select(0, rows) for key, v in aux.items()}
+            sets = [FieldSet(net, Z, coords, fields, plan) for Z, plan in zip(points,
                                                                                term.plans)]
-            out.append(term.condition.residual(sets, term.aux, params))
+            out.append(term.condition.residual(sets, aux, params))
         return out
+
+    # -- mini-batches (StochasticObjective) --------------------------------------------
+
+    @property
+    def term_sizes(self) -> list[int]:
+        """``n_k``: the number of points (samples) of every term, in term order."""
+        return [int(t.points[0].shape[0]) for t in self.terms]
+
+    @property
+    def n_samples(self) -> int:
+        """``N = sum_k n_k``: the samples a mini-batch draws from (all points of all terms)."""
+        return sum(self.term_sizes)
+
+    def batch_counts(self, size: int) -> list[int]:
+        """``b_k``: points per term in a stratified batch of ``size`` (proportional to ``n_k``).
+
+        Largest-remainder apportionment of ``size`` over the terms with a nonzero weight,
+        each getting at least one point and at most all of its ``n_k``.
+        """
+        sizes = self.term_sizes
+        active = [k for k, t in enumerate(self.terms) if self.weights[t.name] != 0]
+        total = sum(sizes[k] for k in active)
+        if isinstance(size, bool) or not isinstance(size, int) or size < len(active):
+            raise ValueError(f"batch size must be an integer >= {len(active)} (one point per "
+                             f"weighted term), got {size!r}")
+        size = min(size, total)
+        quota = {k: size * sizes[k] / total for k in active}
+        counts = {k: max(1, int(quota[k])) for k in active}
+        order = sorted(active, key=lambda k: quota[k] - int(quota[k]), reverse=True)
+        while sum(counts.values()) < size:
+            for k in order:
+                if sum(counts.values()) < size and counts[k] < sizes[k]:
+                    counts[k] += 1
+        while sum(counts.values()) > size:  # the minimum of one point overshot
+            k = max((j for j in active if counts[j] > 1), key=lambda j: counts[j] - quota[j])
+            counts[k] -= 1
+        return [counts.get(k, 0) for k in range(len(self.terms))]
+
+    def sample_batch(self, size: int, generator: torch.Generator) -> Tensor:
+        """A stratified batch: ``b_k`` distinct points of every term (see :meth:`batch_counts`).
+
+        ``generator`` is a CPU generator (it alone decides the batch, so a run is
+        reproducible from its state); the indices (int64, in ``[0, n_samples)``) are
+        returned on the objective's device.
+        """
+        parts, offset = [], 0
+        for n, b in zip(self.term_sizes, self.batch_counts(size)):
+            if b > 0:
+                parts.append(torch.randperm(n, generator=generator)[:b] + offset)
+            offset += n
+        return torch.cat(parts).to(self.device)
+
+    def _split(self, idx: Tensor) -> tuple[list[Tensor], list[int]]:
+        """Global sample indices -> per-term row indices and counts."""
+        if not isinstance(idx, Tensor) or idx.ndim != 1 or idx.dtype != torch.int64:
+            raise TypeError("batch indices must be a 1-D int64 tensor")
+        idx = idx.to(self.device)
+        subsets, counts, offset = [], [], 0
+        for n in self.term_sizes:
+            mask = (idx >= offset) & (idx < offset + n)
+            rows = idx[mask] - offset
+            subsets.append(rows)
+            counts.append(int(rows.numel()))
+            offset += n
+        if sum(counts) != idx.numel():
+            raise ValueError(f"batch indices must lie in [0, {self.n_samples})")
+        return subsets, counts
+
+    def _batch_loss(self, theta: Tensor, subsets: list[Tensor], counts: list[int]) -> Tensor:
+        """``sum_k w_k / b_k sum_{i in B_k} mean_j r_k(z_i)_j^2`` (pure in theta)."""
+        total = theta.new_zeros(())
+        rs = self._term_residuals(theta, subsets)
+        for term, r, b in zip(self.terms, rs, counts):
+            w = self.weights[term.name]
+            if w != 0 and b > 0:
+                total = total + w * r.pow(2).mean()  # mean over b rows x components
+        return total
+
+    def batch_loss_and_grad(self, theta: Tensor, idx: Tensor) -> tuple[Tensor, Tensor]:
+        """The stratified estimate of the loss and its gradient on the samples ``idx``."""
+        subsets, counts = self._split(idx)
+        with torch.enable_grad():
+            th = theta.detach().requires_grad_(True)
+            value = self._batch_loss(th, subsets, counts)
+            (g,) = torch.autograd.grad(value, th)
+        return value.detach(), g
+
+    def batch_hvp(self, theta: Tensor, v: Tensor, idx: Tensor) -> Tensor:
+        """Hessian-vector product of the batch loss (forward-over-reverse, torch.func)."""
+        subsets, counts = self._split(idx)
+        return jvp(grad(lambda th: self._batch_loss(th, subsets, counts)),
+                   (theta.detach(),), (v,))[1]
+
+    def block_sizes(self, by: str = "layer") -> list[int]:
+        """Sizes of contiguous blocks of theta: one per ``"tensor"`` (parameter tensor) or
+        per ``"layer"`` (the parameter tensors of one module, e.g. weight and bias)."""
+        if by == "tensor":
+            return list(self._sizes)
+        if by != "layer":
+            raise ValueError(f"blocks by 'layer' or 'tensor', got {by!r}")
+        sizes: list[int] = []
+        last = None
+        for name, n in zip(self._names, self._sizes):
+            owner = name.rsplit(".", 1)[0] if "." in name else name
+            if owner == last:
+                sizes[-1] += n
+            else:
+                sizes.append(n)
+            last = owner
+        return sizes
 
     def _loss(self, theta: Tensor) -> Tensor:
         """The loss as a pure function of theta (composable with torch.func transforms)."""

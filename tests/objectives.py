@@ -94,3 +94,59 @@ def scipy_lbfgsb(fn: Callable[[Tensor], Tensor], x0: Tensor, maxcor: int, gtol: 
 
     return minimize(fun, x0.double().numpy(), jac=True, method="L-BFGS-B",
                     options={"maxcor": maxcor, "gtol": gtol, "ftol": 0.0, "maxiter": 10000})
+
+
+class LogisticRegression:
+    """Finite-sum, strongly convex: ``f(x) = mean_i log(1 + exp(-y_i a_i'x)) + lam/2 ||x||^2``.
+
+    Synthetic data (``n_samples`` Gaussian features with unequal scales, labels from a
+    noisy linear rule); implements the mini-batch protocol (``StochasticObjective``).
+    The optimum ``xstar`` is computed by full-batch L-BFGS to ``||grad||_inf < 1e-13``.
+    """
+
+    def __init__(self, n_samples: int = 400, dim: int = 10, lam: float = 1e-2, seed: int = 0,
+                 dtype: torch.dtype = torch.float64) -> None:
+        gen = torch.Generator().manual_seed(seed)
+        scales = torch.logspace(0.0, 1.0, dim, dtype=dtype)
+        self.A = torch.randn(n_samples, dim, generator=gen, dtype=dtype) * scales / scales.max()
+        w = torch.randn(dim, generator=gen, dtype=dtype)
+        noise = 0.5 * torch.randn(n_samples, generator=gen, dtype=dtype)
+        self.y = torch.sign(self.A @ w + noise)
+        self.lam = lam
+        self.n_samples = n_samples
+        self.dim = dim
+        self.device = torch.device("cpu")
+        self.xstar = self._solve()
+        self.fstar = float(self.loss(self.xstar))
+
+    def _f(self, x: Tensor, idx: Tensor | None = None) -> Tensor:
+        A, y = (self.A, self.y) if idx is None else (self.A[idx], self.y[idx])
+        return torch.nn.functional.softplus(-y * (A @ x)).mean() + 0.5 * self.lam * x.dot(x)
+
+    def loss(self, x: Tensor) -> Tensor:
+        with torch.no_grad():
+            return self._f(x)
+
+    def loss_and_grad(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return self.batch_loss_and_grad(x, None)
+
+    def sample_batch(self, size: int, generator: torch.Generator) -> Tensor:
+        return torch.randperm(self.n_samples, generator=generator)[:size]
+
+    def batch_loss_and_grad(self, x: Tensor, idx: Tensor | None) -> tuple[Tensor, Tensor]:
+        with torch.enable_grad():
+            xx = x.detach().requires_grad_(True)
+            value = self._f(xx, idx)
+            (g,) = torch.autograd.grad(value, xx)
+        return value.detach(), g
+
+    def batch_hvp(self, x: Tensor, v: Tensor, idx: Tensor) -> Tensor:
+        return torch.func.jvp(torch.func.grad(lambda z: self._f(z, idx)), (x.detach(),), (v,))[1]
+
+    def _solve(self) -> Tensor:
+        from pinnsolve.optim import LBFGS, StopCriteria, minimize
+
+        x = torch.zeros(self.dim, dtype=self.A.dtype)
+        res = minimize(self, x, LBFGS(history=20), StopCriteria(gtol=1e-13, max_iter=1000))
+        assert res.grad_norm < 1e-12, res
+        return res.theta

@@ -299,3 +299,24 @@ def test_console_script_help():
     for option in ("--nu", "--optimizer", "--max-time"):
         assert option in done.stdout
     assert "usage: pinnsolve burgers" in done.stdout
+
+
+# -- stochastic optimizers -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "slbfgs", "mlbfgs"])
+def test_stochastic_optimizers_take_batch_size_and_resume_exactly(capsys, optimizer):
+    args = [*TINY, "--optimizer", optimizer, "--batch-size", "16", "--lr", "0.01"]
+    run(capsys, *args, "--max-iter", "6", "--checkpoint", "ck.h5")
+    state = load_checkpoint("ck.h5")
+    assert state["config"]["batch_size"] == 16
+    assert "rng" in state["method_state"]
+    resumed, _, _ = run(capsys, *args, "--max-iter", "12", "--resume", "ck.h5")
+    straight, _, _ = run(capsys, *args, "--max-iter", "12")
+    assert resumed["final_loss"] == straight["final_loss"]
+    assert resumed["rel_l2_error"] == straight["rel_l2_error"]
+
+
+def test_batch_size_for_a_full_batch_optimizer_exits_2(capsys):
+    err = fails(capsys, *TINY, "--optimizer", "lbfgs", "--batch-size", "16", "--max-iter", "2")
+    assert "--batch-size applies to the stochastic optimizers, not 'lbfgs'" in err

@@ -137,3 +137,93 @@ def test_function_objective():
     loss, g = obj.loss_and_grad(th)
     assert float(loss) == 17.0 and g.tolist() == [4.0, 32.0]
     assert obj.hvp(th, torch.tensor([1.0, 0.0], dtype=torch.float64)).tolist() == [12.0, 0.0]
+
+
+# -- mini-batches (StochasticObjective) ------------------------------------------------------
+
+
+def test_objective_is_a_stochastic_objective():
+    from pinnsolve.optim.base import StochasticObjective
+
+    obj = small_burgers()
+    assert isinstance(obj, StochasticObjective)
+    assert obj.term_sizes == [64, 16, 16] and obj.n_samples == 96
+
+
+def _disjoint_batches(obj, per_term_chunks: int, seed: int = 0):
+    """The disjoint stratified batches of one random permutation of every term."""
+    gen = torch.Generator().manual_seed(seed)
+    chunks, offset = [], 0
+    for n in obj.term_sizes:
+        chunks.append((torch.randperm(n, generator=gen) + offset).chunk(per_term_chunks))
+        offset += n
+    return [torch.cat(parts) for parts in zip(*chunks)]
+
+
+@pytest.mark.parametrize("hard", [False, True])
+def test_batches_of_a_permutation_average_to_the_full_loss(hard):
+    obj = small_burgers(hard)
+    theta = obj.initial_theta() + 0.1
+    f, g = obj.loss_and_grad(theta)
+    batches = _disjoint_batches(obj, 4)  # 24 points each: 16 PDE + 4 IC + 4 BC (or 16 PDE)
+    values = [obj.batch_loss_and_grad(theta, idx) for idx in batches]
+    fb = sum(v[0] for v in values) / len(values)
+    gb = sum(v[1] for v in values) / len(values)
+    assert abs(float(fb - f)) <= 1e-12 * float(f)
+    assert float((gb - g).abs().max()) <= 1e-12 * float(g.abs().max())
+    # one batch alone is a different (noisy) number: the test can fail
+    assert abs(float(values[0][0] - f)) > 1e-6 * float(f)
+
+
+def test_sample_batch_is_stratified_distinct_and_reproducible():
+    obj = small_burgers()
+    idx = obj.sample_batch(24, torch.Generator().manual_seed(3))
+    assert idx.dtype == torch.int64 and idx.ndim == 1 and idx.numel() == 24
+    assert idx.unique().numel() == 24
+    counts = [int(((idx >= lo) & (idx < lo + n)).sum())
+              for lo, n in zip([0, 64, 80], obj.term_sizes)]
+    assert counts == [16, 4, 4] == obj.batch_counts(24)
+    again = obj.sample_batch(24, torch.Generator().manual_seed(3))
+    assert torch.equal(idx, again)
+    other = obj.sample_batch(24, torch.Generator().manual_seed(4))
+    assert not torch.equal(idx, other)
+
+
+@pytest.mark.parametrize("size", [3, 5, 10, 31, 95, 96, 500])
+def test_batch_counts_sum_to_the_size_with_every_term_present(size):
+    obj = small_burgers()
+    counts = obj.batch_counts(size)
+    assert sum(counts) == min(size, 96)
+    assert all(1 <= c <= n for c, n in zip(counts, obj.term_sizes))
+
+
+def test_bad_batches_are_refused():
+    obj = small_burgers()
+    theta = obj.initial_theta()
+    with pytest.raises(ValueError, match="batch size must be an integer >= 3"):
+        obj.sample_batch(2, torch.Generator())
+    with pytest.raises(ValueError, match=r"in \[0, 96\)"):
+        obj.batch_loss_and_grad(theta, torch.tensor([0, 96]))
+    with pytest.raises(TypeError, match="int64"):
+        obj.batch_loss_and_grad(theta, torch.tensor([0.0, 1.0]))
+
+
+def test_batch_hvp_matches_finite_differences_of_the_batch_gradient():
+    obj = small_burgers()
+    theta = obj.initial_theta()
+    idx = obj.sample_batch(24, torch.Generator().manual_seed(0))
+    v = torch.randn(theta.shape, generator=torch.Generator().manual_seed(1), dtype=theta.dtype)
+    h = 1e-5
+    fd = (obj.batch_loss_and_grad(theta + h * v, idx)[1]
+          - obj.batch_loss_and_grad(theta - h * v, idx)[1]) / (2 * h)
+    hv = obj.batch_hvp(theta, v, idx)
+    assert float((hv - fd).abs().max()) <= 1e-6 * float(hv.abs().max())
+
+
+def test_block_sizes_per_layer_and_per_tensor():
+    obj = small_burgers()  # 2 -> 8 -> 8 -> 1
+    assert obj.block_sizes("tensor") == [16, 8, 64, 8, 8, 1]
+    assert obj.block_sizes("layer") == [24, 72, 9]
+    assert sum(obj.block_sizes()) == obj.n_params
+    with pytest.raises(ValueError, match="'layer' or 'tensor'"):
+        obj.block_sizes("row")

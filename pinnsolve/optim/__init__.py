@@ -6,6 +6,9 @@
   (``"ssbfgs"``), :class:`SSBroyden2` (``"ssbroyden"``, ``"ssbroyden2"``),
   :class:`SSBroyden1` (``"ssbroyden1"``), :class:`GradientDescent` (``"gd"``),
   :class:`Adam` (``"adam"``); build one by name with :func:`make_method`.
+* Stochastic (mini-batch) methods on a :class:`StochasticObjective`: :class:`SGD`
+  (``"sgd"``), :class:`SLBFGS` (``"slbfgs"``), :class:`MLBFGS` (``"mlbfgs"``), and
+  :class:`Adam` with ``batch_size``.
 * Line searches: :func:`strong_wolfe`, :func:`armijo` (:data:`LINE_SEARCHES`).
 * ``torch.optim`` facades: :class:`LBFGSOptimizer`, :class:`GDOptimizer`,
   :class:`MethodOptimizer`.
@@ -24,6 +27,7 @@ from .base import (
     Progress,
     Result,
     StepInfo,
+    StochasticObjective,
     StopCriteria,
     interrupt_guard,
     minimize,
@@ -33,6 +37,7 @@ from .broyden import SSBroyden, SSBroyden1, SSBroyden2
 from .gd import GradientDescent
 from .lbfgs import LBFGS
 from .linesearch import LINE_SEARCHES, LineSearchResult, armijo, strong_wolfe
+from .mlbfgs import MLBFGS
 from .ncg import (
     NCGDaiYuan,
     NCGFletcherReeves,
@@ -40,6 +45,8 @@ from .ncg import (
     NCGPolakRibiere,
     NonlinearCG,
 )
+from .sgd import SGD
+from .slbfgs import SLBFGS
 from .torch_optim import GDOptimizer, LBFGSOptimizer, MethodOptimizer
 
 __all__ = [
@@ -62,6 +69,10 @@ __all__ = [
     "GradientDescent",
     "NonlinearCG",
     "Adam",
+    "StochasticObjective",
+    "SGD",
+    "SLBFGS",
+    "MLBFGS",
     "strong_wolfe",
     "armijo",
     "LineSearchResult",
@@ -87,6 +98,9 @@ METHODS: dict[str, type[Method]] = {
     "ncg-dy": NCGDaiYuan,
     "gd": GradientDescent,
     "adam": Adam,
+    "sgd": SGD,
+    "slbfgs": SLBFGS,
+    "mlbfgs": MLBFGS,
 }
 
 

@@ -11,6 +11,10 @@ One iteration takes the gradient :math:`g_k` at the current point and applies
 (elementwise; the arithmetic is torch's own, so results match ``torch.optim.Adam``
 bit for bit).  Reference: D. P. Kingma and J. Ba, "Adam: A method for stochastic
 optimization", ICLR 2015.
+
+With ``batch_size`` set, :math:`g_k` is the gradient of a fresh mini-batch of a
+:class:`~pinnsolve.optim.base.StochasticObjective` (stratified over the loss terms for
+a PINN) and every iteration costs one batch evaluation.
 """
 
 from __future__ import annotations
@@ -20,14 +24,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .base import Method, Objective, StepInfo, interrupt_guard, is_finite
+from .base import Method, Objective, StepInfo, StochasticMethod, interrupt_guard, is_finite
 
 __all__ = ["Adam"]
 
 _MOMENTS = ("step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq")
 
 
-class Adam(Method):
+class Adam(StochasticMethod, Method):
     """Adam on the flat vector ``theta``, one ``torch.optim.Adam`` update per iteration.
 
     **Reported loss**: iteration ``k`` evaluates ``f`` and ``g`` at the current point
@@ -46,6 +50,11 @@ class Adam(Method):
     live in ``self.state`` (``step``, ``exp_avg``, ``exp_avg_sq`` and, with
     ``amsgrad``, ``max_exp_avg_sq``) together with ``loss``, ``grad``, ``cached`` and
     ``iteration``, so ``state_dict``/``load_state_dict`` resume exactly.
+
+    ``batch_size`` (default ``None``: full batch) makes it mini-batch Adam: every
+    iteration draws ``batch_size`` samples with a generator seeded by ``seed`` (its
+    state is part of ``state_dict``) and reports the batch loss and gradient;
+    ``state["sample_grads"]`` counts the per-sample gradients computed.
     """
 
     name = "adam"
@@ -57,8 +66,14 @@ class Adam(Method):
         eps: float = 1e-8,
         weight_decay: float = 0.0,
         amsgrad: bool = False,
+        batch_size: int | None = None,
+        seed: int = 0,
     ) -> None:
         super().__init__()
+        if batch_size is not None and (isinstance(batch_size, bool) or int(batch_size) < 1):
+            raise ValueError(f"batch_size must be a positive integer or None, got {batch_size}")
+        self.batch_size = None if batch_size is None else int(batch_size)
+        self.seed = int(seed)
         if not lr > 0.0:
             raise ValueError(f"lr must be positive, got {lr}")
         self.options: dict[str, Any] = {
@@ -102,7 +117,11 @@ class Adam(Method):
     def step(self, objective: Objective, theta: Tensor) -> StepInfo:
         evals = 0
         st = self.state
-        if st.get("cached"):
+        if self.batch_size is not None:
+            f, g, n = self.batch_grad(objective, theta, self.batch_size)
+            st["sample_grads"] = st.get("sample_grads", 0) + n
+            evals += 1
+        elif st.get("cached"):
             f, g = st["loss"], st["grad"]
         else:
             f, g = objective.loss_and_grad(theta)

@@ -23,6 +23,7 @@ from torch import Tensor
 
 __all__ = [
     "Objective",
+    "StochasticObjective",
     "Method",
     "StepInfo",
     "StopCriteria",
@@ -64,6 +65,88 @@ class Objective(Protocol):
     def loss_and_grad(self, theta: Tensor) -> tuple[Tensor, Tensor]:
         """f(theta) and its gradient, both detached."""
         ...
+
+
+@runtime_checkable
+class StochasticObjective(Objective, Protocol):
+    """An objective that is an average (or sum) over ``n_samples`` samples, with mini-batches.
+
+    ``loss``/``loss_and_grad`` stay the full-batch values (SVRG snapshots use them);
+    the batch versions estimate them from a subset of the samples:
+
+    * ``sample_batch(size, generator)``: 1-D int64 indices in ``[0, n_samples)`` on the
+      objective's device, drawn with the (CPU) ``generator`` only, so a method's RNG
+      state decides its batches;
+    * ``batch_loss_and_grad(theta, idx)``: an unbiased estimate of ``(loss, grad)``
+      from the samples ``idx`` (detached);
+    * ``batch_hvp(theta, v, idx)``: the Hessian-vector product of that batch loss
+      (torch.func forward-over-reverse).
+    """
+
+    n_samples: int
+
+    def sample_batch(self, size: int, generator: torch.Generator) -> Tensor:
+        ...
+
+    def batch_loss_and_grad(self, theta: Tensor, idx: Tensor) -> tuple[Tensor, Tensor]:
+        ...
+
+    def batch_hvp(self, theta: Tensor, v: Tensor, idx: Tensor) -> Tensor:
+        ...
+
+
+def require_stochastic(objective: Any, who: str, hvp: bool = False) -> None:
+    """Raise a ``TypeError`` naming ``who`` unless ``objective`` offers mini-batches."""
+    needed = ["n_samples", "sample_batch", "batch_loss_and_grad"] + (["batch_hvp"] if hvp else [])
+    missing = [a for a in needed if not hasattr(objective, a)]
+    if missing:
+        raise TypeError(
+            f"{who} needs a mini-batch objective (StochasticObjective); "
+            f"{type(objective).__name__} has no {', '.join(missing)}"
+        )
+
+
+class StochasticMethod:
+    """Mixin for methods drawing mini-batches: a seeded CPU generator saved in the state.
+
+    ``state_dict()`` adds the generator state under ``"rng"`` and ``load_state_dict``
+    restores it, so a resumed run draws the same batches as an uninterrupted one.
+    """
+
+    seed: int
+    _generator: torch.Generator | None = None
+
+    @property
+    def generator(self) -> torch.Generator:
+        if self._generator is None:
+            self._generator = torch.Generator().manual_seed(int(self.seed))
+        return self._generator
+
+    def batch_grad(
+        self, objective: Any, theta: Tensor, size: int | None
+    ) -> tuple[Tensor, Tensor, int]:
+        """``(loss, grad, samples)`` on a fresh batch of ``size`` (``None``: the full loss,
+        ``objective.loss_and_grad``, counted as ``n_samples`` or 1 sample)."""
+        if size is None:
+            f, g = objective.loss_and_grad(theta)
+            return f, g, int(getattr(objective, "n_samples", 1))
+        require_stochastic(objective, type(self).__name__)
+        idx = objective.sample_batch(size, self.generator)
+        f, g = objective.batch_loss_and_grad(theta, idx)
+        return f, g, int(idx.numel())
+
+    def state_dict(self) -> dict[str, Any]:
+        state = _copy(self.state)  # type: ignore[attr-defined]
+        if self._generator is not None:  # (an unused generator is the seeded one)
+            state["rng"] = self._generator.get_state()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        state = _copy(dict(state))
+        rng = state.pop("rng", None)
+        if rng is not None:
+            self.generator.set_state(rng.detach().to("cpu", torch.uint8))
+        self.state = state  # type: ignore[attr-defined]
 
 
 @dataclass

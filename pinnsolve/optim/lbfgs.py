@@ -55,7 +55,9 @@ from .base import flat_dtype_device
 from .linesearch import LineSearchResult
 from .quasi_newton import QuasiNewton
 
-__all__ = ["LBFGS"]
+__all__ = [
+    "LBFGS", "Blocks", "compact_direction", "history_direction", "new_history", "push_pair",
+]
 
 
 class LBFGS(QuasiNewton):
@@ -206,25 +208,8 @@ class LBFGS(QuasiNewton):
     def _compact(self, g: Tensor) -> Tensor:
         """Byrd-Nocedal-Schnabel compact form: two ``2m x n`` matrix-vector products."""
         st = self.state
-        m = self.history
-        buf = st["pairs"]
-        W = buf.view(2 * m, -1)
-        SY, YY, gamma = st["SY"], st["YY"], st["gamma"]
-        idx = self._order_tensor(SY.device)
-        wg = torch.mv(W, g).to(SY.dtype)
-        p = wg[:m].index_select(0, idx)
-        q = wg[m:].index_select(0, idx)
-        sy = SY.index_select(0, idx).index_select(1, idx)
-        yy = YY.index_select(0, idx).index_select(1, idx)
-        R = sy.triu()
-        u = torch.linalg.solve_triangular(R, p.unsqueeze(1), upper=True)
-        t = sy.diagonal().unsqueeze(1) * u + gamma * (yy @ u - q.unsqueeze(1))
-        top = torch.linalg.solve_triangular(R.mT, t, upper=False)
-        coef = torch.zeros(2 * m, dtype=SY.dtype, device=SY.device)
-        coef.index_copy_(0, idx, top.squeeze(1))
-        coef.index_copy_(0, idx + m, (-gamma) * u.squeeze(1))
-        d = g * (-gamma)  # a 0-dim float64 factor keeps g's dtype
-        return d.addmv_(W.t(), coef.to(g.dtype), alpha=-1.0)
+        idx = self._order_tensor(st["SY"].device)
+        return compact_direction(st["pairs"], st["SY"], st["YY"], st["gamma"], idx, g)
 
     def _two_loop(self, g: Tensor) -> Tensor:
         """N&W Alg. 7.4 with 0-dim tensor scalars (no host syncs)."""
@@ -247,3 +232,158 @@ class LBFGS(QuasiNewton):
 def _small_dtype(device: torch.device) -> torch.dtype:
     """float64 for the ``m x m`` matrices, except where the device has none (MPS)."""
     return torch.float32 if device.type == "mps" else torch.float64
+
+
+# ---- the compact-form direction, shared with the stochastic methods (S-LBFGS, mL-BFGS) ----
+
+
+class Blocks:
+    """A partition of the flat vector into contiguous blocks (``sizes`` summing to ``n``).
+
+    Block-wise L-BFGS keeps one curvature history per block (a block-diagonal inverse
+    Hessian approximation).  The per-block algebra is vectorised: :meth:`dot` gives all
+    blocks' inner products of the rows of a matrix with a vector in one ``index_add_``.
+    """
+
+    def __init__(self, sizes: list[int], n: int, device: torch.device) -> None:
+        sizes = [int(b) for b in sizes]
+        if not sizes or any(b <= 0 for b in sizes) or sum(sizes) != n:
+            raise ValueError(f"block sizes must be positive and sum to {n}, got {sizes}")
+        self.sizes = sizes
+        self.n_blocks = len(sizes)
+        self.ids = torch.repeat_interleave(
+            torch.arange(len(sizes), device=device), torch.tensor(sizes, device=device))
+
+    def dot(self, A: Tensor, x: Tensor) -> Tensor:
+        """``(k, n_blocks)``: entry ``(i, b)`` is ``A[i, block b] . x[block b]``."""
+        if self.n_blocks == 1:
+            return torch.mv(A, x).unsqueeze(1)
+        out = A.new_zeros(A.shape[0], self.n_blocks)
+        return out.index_add_(1, self.ids, A * x)
+
+    def expand(self, c: Tensor) -> Tensor:
+        """Per-block values ``(..., n_blocks)`` -> per-entry values ``(..., n)``."""
+        return c.index_select(-1, self.ids)
+
+
+def new_history(m: int, theta: Tensor, n_blocks: int | None = None) -> dict[str, Any]:
+    """An empty pair history in the layout of :class:`LBFGS`: ``pairs`` ``(2, m, n)``,
+    ``SY``/``YY`` ``(m, m)`` and ``gamma`` ``()``, ``head``, ``count``.  With ``n_blocks``
+    the small matrices get a leading block dimension: ``(n_blocks, m, m)``, ``(n_blocks,)``.
+    """
+    small = {"dtype": _small_dtype(theta.device), "device": theta.device}
+    lead = () if n_blocks is None else (int(n_blocks),)
+    return {
+        "pairs": torch.zeros(2, m, theta.numel(), **flat_dtype_device(theta)),
+        "SY": torch.zeros(*lead, m, m, **small),
+        "YY": torch.zeros(*lead, m, m, **small),
+        "gamma": torch.ones(lead, **small),
+        "head": 0,
+        "count": 0,
+    }
+
+
+def history_order(hist: dict[str, Any]) -> Tensor:
+    """Slots of the stored pairs, oldest first, as an index tensor."""
+    m, k, head = hist["pairs"].shape[1], hist["count"], hist["head"]
+    return torch.tensor([(head - k + j) % m for j in range(k)], device=hist["SY"].device)
+
+
+def push_pair(hist: dict[str, Any], s: Tensor, y: Tensor, blocks: Blocks | None = None) -> None:
+    """Store the pair ``(s, y)`` in the ring buffer of ``hist`` (see :func:`new_history`).
+
+    Updates column ``h`` of ``S'Y`` and ``Y'Y`` (of every block) with the products of
+    the stored pairs with ``y`` (one ``2m x n`` pass) and sets
+    ``gamma = s'y / y'y`` (per block).  The caller guarantees ``s'y > 0`` (per block).
+    """
+    pairs, h = hist["pairs"], hist["head"]
+    m = pairs.shape[1]
+    pairs[0, h].copy_(s)
+    pairs[1, h].copy_(y)
+    W = pairs.view(2 * m, -1)
+    SY, YY = hist["SY"], hist["YY"]
+    if SY.dim() == 2:
+        wy = torch.mv(W, y).to(SY.dtype)  # (2m,)
+        SY[:, h] = wy[:m]
+        YY[:, h] = wy[m:]
+        YY[h, :] = wy[m:]
+    else:
+        if blocks is None:
+            blocks = Blocks([W.shape[1]], W.shape[1], W.device)
+        wy = blocks.dot(W, y).to(SY.dtype)  # (2m, nb)
+        SY[:, :, h] = wy[:m].T
+        YY[:, :, h] = wy[m:].T
+        YY[:, h, :] = wy[m:].T
+    hist["gamma"].copy_(wy[h] / wy[m + h])
+    hist["head"] = (h + 1) % m
+    hist["count"] = min(hist["count"] + 1, m)
+
+
+def history_direction(hist: dict[str, Any], g: Tensor, blocks: Blocks | None = None) -> Tensor:
+    """``d = -H g`` of the history ``hist`` (``-g`` while it is empty)."""
+    if hist["count"] == 0:
+        return g.neg()
+    return compact_direction(hist["pairs"], hist["SY"], hist["YY"], hist["gamma"],
+                             history_order(hist), g, blocks)
+
+
+def compact_direction(
+    pairs: Tensor, SY: Tensor, YY: Tensor, gamma: Tensor, idx: Tensor, g: Tensor,
+    blocks: Blocks | None = None,
+) -> Tensor:
+    """``d = -H g`` from the compact representation (Byrd, Nocedal & Schnabel 1994).
+
+    ``pairs`` is the ``(2, m, n)`` ring buffer, ``idx`` the slots in use oldest first,
+    ``SY``/``YY``/``gamma`` the ``m x m`` products and scaling -- either of one history
+    (shapes ``(m, m)``, ``()``) or of one history per block (``(nb, m, m)``, ``(nb,)``,
+    with ``blocks`` the partition): then ``H`` is block diagonal, block ``b`` being the
+    L-BFGS matrix of the pairs restricted to block ``b``.  With ``W = [S; Y]``:
+
+    .. math::
+        p = S^\\top g,\\ q = Y^\\top g,\\ u = R^{-1} p,\\
+        t = R^{-\\top}((D + \\gamma Y^\\top Y) u - \\gamma q),\\
+        H g = \\gamma g + S t - \\gamma Y u
+
+    (per block).  No host syncs.
+    """
+    m = pairs.shape[1]
+    W = pairs.view(2 * m, -1)
+    if SY.dim() == 2:  # one history: the textbook 2-D algebra
+        wg = torch.mv(W, g).to(SY.dtype)
+        p = wg[:m].index_select(0, idx)
+        q = wg[m:].index_select(0, idx)
+        sy = SY.index_select(0, idx).index_select(1, idx)
+        yy = YY.index_select(0, idx).index_select(1, idx)
+        R = sy.triu()
+        u = torch.linalg.solve_triangular(R, p.unsqueeze(1), upper=True)
+        t = sy.diagonal().unsqueeze(1) * u + gamma * (yy @ u - q.unsqueeze(1))
+        top = torch.linalg.solve_triangular(R.mT, t, upper=False)
+        coef = torch.zeros(2 * m, dtype=SY.dtype, device=SY.device)
+        coef.index_copy_(0, idx, top.squeeze(1))
+        coef.index_copy_(0, idx + m, (-gamma) * u.squeeze(1))
+        d = g * (-gamma)  # a 0-dim float64 factor keeps g's dtype
+        return d.addmv_(W.t(), coef.to(g.dtype), alpha=-1.0)
+    if blocks is None:
+        if SY.shape[0] != 1:
+            raise ValueError("block-wise histories need the block partition")
+        blocks = Blocks([W.shape[1]], W.shape[1], W.device)
+    wg = blocks.dot(W, g).to(SY.dtype)  # (2m, nb)
+    p = wg[:m].index_select(0, idx).T.unsqueeze(2)  # (nb, k, 1)
+    q = wg[m:].index_select(0, idx).T.unsqueeze(2)
+    sy = SY.index_select(1, idx).index_select(2, idx)  # (nb, k, k)
+    yy = YY.index_select(1, idx).index_select(2, idx)
+    R = sy.triu()
+    gam = gamma.view(-1, 1, 1)
+    u = torch.linalg.solve_triangular(R, p, upper=True)
+    t = sy.diagonal(dim1=1, dim2=2).unsqueeze(2) * u + gam * (yy @ u - q)
+    top = torch.linalg.solve_triangular(R.mT, t, upper=False)
+    coef = torch.zeros(2 * m, blocks.n_blocks, dtype=SY.dtype, device=SY.device)
+    coef.index_copy_(0, idx, top.squeeze(2).T)
+    coef.index_copy_(0, idx + m, ((-gam) * u).squeeze(2).T)
+    coef = coef.to(g.dtype)
+    gam_g = gamma.to(g.dtype)
+    if blocks.n_blocks == 1:
+        d = g * (-gam_g[0])
+        return d.addmv_(W.t(), coef[:, 0], alpha=-1.0)
+    d = g * blocks.expand(-gam_g)
+    return d.sub_((W * blocks.expand(coef)).sum(0))

@@ -31,6 +31,14 @@ State: the method's state (a plain dict) lives in ``self.state[first_param]``
 (``torch.optim.LBFGS`` does the same), so the inherited ``state_dict()`` /
 ``load_state_dict()`` round-trip it, with the usual dtype/device casting;
 ``param_groups`` keep ``lr`` and ``max_iter`` so schedulers can attach.
+
+Stochastic methods: ``MethodOptimizer(params, "sgd", lr=0.1, momentum=0.9)`` and
+``MethodOptimizer(params, "mlbfgs", lr=0.05)`` run on whatever batch the closure
+evaluates (leave their ``batch_size`` at ``None``); mL-BFGS then keeps one block, or
+one per parameter tensor with ``blocks="tensor"``, or the sizes it is given.
+S-LBFGS needs gradients of the *same* batch at two points and a
+batch Hessian-vector product, which a closure cannot give: run it through
+:func:`~pinnsolve.optim.minimize` on a mini-batch objective instead.
 """
 
 from __future__ import annotations
@@ -77,6 +85,12 @@ class _ClosureObjective:
 
     def loss(self, theta: Tensor) -> Tensor:
         return self.loss_and_grad(theta)[0]
+
+    def block_sizes(self, by: str = "layer") -> list[int]:
+        """Blocks for block-wise methods (mL-BFGS): one per parameter tensor for
+        ``"tensor"``; for ``"layer"`` a single block, as bare parameter tensors do not say
+        which layer they belong to (pass ``blocks=[sizes]`` to the method instead)."""
+        return list(self.numels) if by == "tensor" else [sum(self.numels)]
 
 
 class MethodOptimizer(torch.optim.Optimizer):
