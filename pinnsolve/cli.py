@@ -90,7 +90,8 @@ def add_training_options(p: argparse.ArgumentParser, defaults: dict[str, Any]) -
                    metavar="SECONDS", help="wall-time budget of the whole run "
                    "(default: %(default)s)")
     g.add_argument("--history", type=_positive_int, default=defaults["history"], metavar="M",
-                   help="L-BFGS history size m (default: %(default)s)")
+                   help="curvature pairs kept by the limited-memory methods (default: "
+                   "the method's own, e.g. lbfgs 10, slbfgs 10)")
     g.add_argument("--warmup", type=int, default=defaults["warmup"], metavar="N",
                    help="Adam iterations before the optimizer (default: %(default)s)")
     g.add_argument("--lr", type=_positive_float, default=None,
@@ -166,7 +167,7 @@ BURGERS_DEFAULTS = {
     "optimizer": "ssbroyden",
     "max_iter": 100000,
     "max_time": 300.0,
-    "history": 300,
+    "history": None,
     "warmup": 0,
     "layers": "20,20,20",
     "points": 2540,
@@ -551,7 +552,7 @@ def _method(args: argparse.Namespace):
 
     accepted = inspect.signature(METHODS[args.optimizer].__init__).parameters
     options: dict[str, Any] = {}
-    if "history" in accepted:
+    if "history" in accepted and args.history is not None:
         options["history"] = args.history
     if "lr" in accepted and args.lr is not None:
         options["lr"] = args.lr

@@ -252,7 +252,6 @@ def test_checkpoint_then_resume_continues_exactly(capsys):
     [
         (["--layers", "6"], "layers"),
         (["--optimizer", "bfgs"], "optimizer"),
-        (["--history", "7"], "history"),
         (["--dtype", "float32"], "dtype"),
         (["--warmup", "3"], "warmup=0, not 3"),
     ],
@@ -262,6 +261,13 @@ def test_resume_with_a_different_setup_exits_2(capsys, changed, message):
     err = fails(capsys, *TINY, "--max-iter", "4", "--resume", "ck.h5", *changed)
     assert len(err.strip().splitlines()) == 1
     assert "ck.h5" in err and message in err
+
+
+def test_resume_with_a_different_history_exits_2(capsys):
+    lbfgs = [*TINY, "--optimizer", "lbfgs"]
+    run(capsys, *lbfgs, "--max-iter", "2", "--history", "5", "--checkpoint", "ck.h5")
+    err = fails(capsys, *lbfgs, "--max-iter", "4", "--resume", "ck.h5", "--history", "7")
+    assert len(err.strip().splitlines()) == 1 and "history" in err
 
 
 def test_resume_a_warmup_checkpoint_without_warmup_exits_2(capsys):
