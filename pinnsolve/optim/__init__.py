@@ -30,6 +30,8 @@ from .base import (
 from .bfgs import BFGS, SSBFGS
 from .gd import GradientDescent
 from .lbfgs import LBFGS
+from .levenberg import Levenberg, LevenbergMarquardt
+from .limited_memory import LDFP, LSR1, LBroyden
 from .linesearch import LINE_SEARCHES, LineSearchResult, armijo, strong_wolfe
 from .ncg import (
     NCGDaiYuan,
@@ -38,6 +40,7 @@ from .ncg import (
     NCGPolakRibiere,
     NonlinearCG,
 )
+from .newton import NewtonCG, NewtonCR
 from .torch_optim import GDOptimizer, LBFGSOptimizer, MethodOptimizer
 
 __all__ = [
@@ -57,6 +60,13 @@ __all__ = [
     "GradientDescent",
     "NonlinearCG",
     "Adam",
+    "NewtonCG",
+    "NewtonCR",
+    "Levenberg",
+    "LevenbergMarquardt",
+    "LDFP",
+    "LSR1",
+    "LBroyden",
     "strong_wolfe",
     "armijo",
     "LineSearchResult",
@@ -79,6 +89,13 @@ METHODS: dict[str, type[Method]] = {
     "ncg-dy": NCGDaiYuan,
     "gd": GradientDescent,
     "adam": Adam,
+    "newton-cg": NewtonCG,
+    "newton-cr": NewtonCR,
+    "levenberg": Levenberg,
+    "lm": LevenbergMarquardt,
+    "ldfp": LDFP,
+    "lsr1": LSR1,
+    "lbroyden": LBroyden,
 }
 
 
