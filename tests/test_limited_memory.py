@@ -161,7 +161,7 @@ def test_non_descent_direction_falls_back_to_steepest_descent():
     """A Broyden matrix with g'Hg < 0: the shared iteration drops it and descends along -g."""
     obj = AutogradObjective(lambda x: 0.5 * (x @ x))
     theta = torch.tensor([1.0, 0.0], dtype=torch.float64)
-    method = LBroyden()
+    method = LBroyden(update="bad")
     method.start(obj, theta)
     # H = gamma I + (S - gamma Y) N^-1 Y' with one pair chosen so that H g points uphill
     s = torch.tensor([-1.0, 0.0], dtype=torch.float64)
@@ -177,7 +177,7 @@ def test_non_descent_direction_falls_back_to_steepest_descent():
 
 def test_registered_and_options():
     assert METHODS["ldfp"] is LDFP and METHODS["lsr1"] is LSR1 and METHODS["lbroyden"] is LBroyden
-    assert LBroyden().update == "bad"
+    assert LBroyden().update == "good"
     with pytest.raises(ValueError, match="update"):
         LBroyden(update="ugly")
     with pytest.raises(ValueError, match="history"):

@@ -4,7 +4,12 @@
   :class:`StopCriteria` (see :mod:`pinnsolve.optim.base`).
 * Methods: :class:`LBFGS` (``"lbfgs"``), :class:`BFGS` (``"bfgs"``), :class:`SSBFGS`
   (``"ssbfgs"``), :class:`GradientDescent` (``"gd"``),
-  :class:`Adam` (``"adam"``); build one by name with :func:`make_method`.
+  :class:`Adam` (``"adam"``); nonlinear CG (``"ncg-fr"``, ``"ncg-pr"``, ``"ncg-hs"``,
+  ``"ncg-dy"``); Hessian-free Newton :class:`NewtonCG`, :class:`NewtonCR`
+  (``"newton-cg"``, ``"newton-cr"``); :class:`Levenberg`, :class:`LevenbergMarquardt`
+  (``"levenberg"``, ``"lm"``); limited-memory :class:`LDFP`, :class:`LSR1`,
+  :class:`LBroyden` (``"ldfp"``, ``"lsr1"``, ``"lbroyden"``); build one by name with
+  :func:`make_method`.
 * Line searches: :func:`strong_wolfe`, :func:`armijo` (:data:`LINE_SEARCHES`).
 * ``torch.optim`` facades: :class:`LBFGSOptimizer`, :class:`GDOptimizer`,
   :class:`MethodOptimizer`.
