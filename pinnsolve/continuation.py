@@ -104,9 +104,12 @@ def continuation_stages(
     values = parameter_path(start, target, steps, spacing)
     shares = budget_shares(len(values), final_share)
     stages = []
+    used = 0
     for j, (value, share) in enumerate(zip(values, shares)):
         max_iter = None if stop.max_iter is None else max(1, math.floor(stop.max_iter * share))
-        if j == len(values) - 1:  # the target problem: whatever time is left
+        if j == len(values) - 1:  # the target problem: the iterations and time left
+            if stop.max_iter is not None:
+                max_iter = max(1, stop.max_iter - used)
             limit = stop.max_time
         else:
             limit = None if max_time is None else max_time * share
@@ -116,4 +119,5 @@ def continuation_stages(
         rules = StopCriteria(stop.gtol, stop.ftol, stop.patience, max_iter, stop.max_evals,
                              limit)
         stages.append(Stage(make_method(), rules, parameters={name: value}))
+        used += max_iter or 0
     return stages
