@@ -105,6 +105,11 @@ def add_training_options(p: argparse.ArgumentParser, defaults: dict[str, Any]) -
     g.add_argument("--gtol", type=float, default=0.0,
                    help="stop when max |gradient| <= GTOL (default: %(default)s)")
     g.add_argument("--seed", type=int, default=0, help="seed of network and points")
+    g.add_argument("--continuation", metavar="NAME:START", default=None,
+                   help="homotopy continuation in a problem parameter, e.g. nu:0.1: solve "
+                   "at START first, then at geometric steps down (or up) to the target value")
+    g.add_argument("--continuation-steps", type=_positive_int, default=4, metavar="K",
+                   help="continuation steps from START to the target (default: %(default)s)")
     g.add_argument("--threads", type=_positive_int, default=None, metavar="N",
                    help="CPU threads for torch (default: torch's choice, the core count)")
     g.add_argument("--nproc", type=_positive_int, default=1, metavar="N",
@@ -475,7 +480,14 @@ def train_and_report(problem: Any, args: argparse.Namespace, config: dict[str, A
     if args.warmup > 0:
         warm = make_method("adam", lr=args.lr or 1e-3)
         stages.append(Stage(warm, StopCriteria(max_iter=args.warmup)))
-    stages.append(Stage(_method(args), StopCriteria(gtol=args.gtol, max_iter=args.max_iter)))
+    main_stop = StopCriteria(gtol=args.gtol, max_iter=args.max_iter)
+    if args.continuation:
+        stages.extend(_continuation_stages(args, objective, main_stop))
+        config["continuation"] = f"{args.continuation}/{args.continuation_steps}"
+        if stages[0].method.name == "adam":  # the warm-up runs on the first problem
+            stages[0].parameters = dict(stages[1].parameters)
+    else:
+        stages.append(Stage(_method(args), main_stop))
     trainer = Trainer(
         objective,
         stages,
@@ -540,6 +552,26 @@ def _title(config: dict[str, Any], summary: dict[str, Any]) -> str:
     nu = config.get("nu")
     head = config["problem"] + (f", nu = {nu:.4g}" if nu is not None else "")
     return f"{head}: rel L2 error {summary['rel_l2_error']:.2e}"
+
+
+def _continuation_stages(args: argparse.Namespace, objective: Any, stop: Any) -> list:
+    """One stage per value of ``--continuation NAME:START`` down to the problem's value."""
+    from .continuation import continuation_stages, parse_continuation
+
+    try:
+        name, start = parse_continuation(args.continuation)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    params = getattr(objective, "parameters", {})
+    if name not in params:
+        known = ", ".join(sorted(params)) or "none"
+        raise UsageError(f"--continuation: no problem parameter {name!r} (known: {known})")
+    try:
+        return continuation_stages(lambda: _method(args), name, start, float(params[name]),
+                                   steps=args.continuation_steps, stop=stop,
+                                   max_time=args.max_time)
+    except ValueError as exc:
+        raise UsageError(f"--continuation {args.continuation}: {exc}") from None
 
 
 def _method(args: argparse.Namespace):

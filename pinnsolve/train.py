@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from .io import load_checkpoint, save_checkpoint
 from .optim.base import Callback, Method, Progress, Result, StopCriteria, minimize
 
-__all__ = ["Adaptation", "Stage", "Trainer", "TrainResult", "relative_errors"]
+__all__ = ["Adaptation", "Stage", "Trainer", "TrainResult", "relative_errors", "set_parameters"]
 
 #: Configuration entries a resumed run may change (budgets and where it runs).
 RESUMABLE_CHANGES = frozenset({"max_iter", "max_time", "device"})
@@ -81,6 +81,8 @@ class Stage:
 
     method: Method
     stop: StopCriteria = field(default_factory=StopCriteria)
+    #: problem parameters set on the objective before the stage runs (continuation)
+    parameters: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -304,6 +306,8 @@ class Trainer:
                 )
                 stop = _with_budget(stage.stop, self.max_time, offset[2])
                 bar.set_description(stage.method.name)
+                if stage.parameters:
+                    set_parameters(obj, stage.parameters)
 
                 def every(th: Tensor, p: Progress, method: Method, index=index, offset=offset):
                     nonlocal last_save
@@ -401,6 +405,18 @@ class Trainer:
         self.history = {k: [float(x) for x in v] for k, v in state["history"].items()}
         done = [Result(theta=theta, **r) for r in state["finished"]]
         return stage, progress, done, state.get("adapt")
+
+
+def set_parameters(objective: Any, values: dict[str, float]) -> None:
+    """Set named problem parameters (``objective.parameters``), checking the names."""
+    params = getattr(objective, "parameters", None)
+    if not isinstance(params, dict):
+        raise ValueError("this objective has no named problem parameters to set")
+    unknown = sorted(set(values) - set(params))
+    if unknown:
+        known = ", ".join(sorted(params)) or "none"
+        raise ValueError(f"unknown problem parameter(s) {', '.join(unknown)}; known: {known}")
+    params.update({k: float(v) for k, v in values.items()})
 
 
 def _result_dict(r: Result) -> dict[str, Any]:

@@ -326,3 +326,31 @@ def test_stochastic_optimizers_take_batch_size_and_resume_exactly(capsys, optimi
 def test_batch_size_for_a_full_batch_optimizer_exits_2(capsys):
     err = fails(capsys, *TINY, "--optimizer", "lbfgs", "--batch-size", "16", "--max-iter", "2")
     assert "--batch-size applies to the stochastic optimizers, not 'lbfgs'" in err
+
+
+# -- second-order methods and continuation (issue 3) ----------------------------------------
+
+
+@pytest.mark.parametrize("name", ["newton-cg", "lm", "lsr1"])
+def test_second_order_methods_run_with_resampling(capsys, name):
+    """Tiny budgets through the Trainer, points redrawn every 2 iterations: the loss
+    goes down and the reported loss is that of the final point on the final points."""
+    first, _, _ = run(capsys, *TINY, "--optimizer", name, "--max-iter", "1")
+    summary, _, _ = run(capsys, *TINY, "--optimizer", name, "--max-iter", "6",
+                        "--resample-every", "2")
+    assert summary["iterations"] == 6 and summary["stop_reason"] == "max_iter"
+    assert math.isfinite(summary["final_loss"]) and summary["final_loss"] < first["final_loss"]
+    assert math.isfinite(summary["rel_l2_error"])
+
+
+def test_continuation_ends_at_the_target_viscosity(capsys, tmp_path):
+    out = tmp_path / "c.h5"
+    summary, _, _ = run(capsys, *TINY, "--nu", "0.02", "--continuation", "nu:0.2",
+                        "--continuation-steps", "2", "--max-iter", "8", "--out", str(out))
+    assert summary["iterations"] == 8
+    config = json.loads(load_run(out)["config"]) if isinstance(load_run(out)["config"], str) \
+        else load_run(out)["config"]
+    assert config["continuation"] == "nu:0.2/2" and config["nu"] == 0.02
+    err = fails(capsys, *TINY, "--continuation", "mu:0.1")
+    assert "mu" in err and "nu" in err
+    assert "NAME:START" in fails(capsys, *TINY, "--continuation", "nu")

@@ -298,3 +298,34 @@ def test_float32_keeps_dtype(cls):
         assert method.state[key].dtype == torch.float32
     assert res.loss < 1e-6
     assert torch.allclose(theta, torch.tensor(TRUE), atol=1e-3, rtol=0)
+
+
+@pytest.mark.parametrize("cls", METHODS)
+def test_refresh_recomputes_jtj_for_new_points(cls):
+    """After the objective's points change, refresh gives the state of a fresh start there
+    (loss, gradient, J'J) and keeps the damping; a stale J'J would differ."""
+    obj = tiny_pinn()
+    theta = obj.initial_theta()
+    method = cls()
+    minimize(obj, theta, method, StopCriteria(max_iter=3))
+    lam, old_jtj = method.state["lambda"], method.state["jtj"].clone()
+    obj.resample(7)
+    info = method.refresh(obj, theta)
+    ref = cls()
+    ref.start(obj, theta)
+    assert info.evals == 2 and method.state["lambda"] == lam
+    for key in ("loss", "grad", "jtj"):
+        assert torch.allclose(method.state[key], ref.state[key], rtol=1e-12, atol=1e-15)
+    assert not torch.allclose(old_jtj, method.state["jtj"], rtol=1e-3)
+    f, g = obj.loss_and_grad(theta)
+    assert torch.allclose(info.grad, g, rtol=1e-10, atol=1e-14)
+
+
+def test_initial_damping_scale():
+    obj = exp_fit()
+    theta = torch.tensor([1.0, -1.0, 0.0], dtype=torch.float64)
+    lev, lm = Levenberg(tau=1e-3), LevenbergMarquardt(tau=1e-3)
+    lev.start(obj, theta)
+    lm.start(obj, theta)
+    assert lev.state["lambda"] == pytest.approx(1e-3 * float(lev.state["jtj"].diagonal().max()))
+    assert lm.state["lambda"] == 1e-3  # D = diag(J'J) carries the scale already

@@ -5,7 +5,12 @@
 * Methods: :class:`LBFGS` (``"lbfgs"``), :class:`BFGS` (``"bfgs"``), :class:`SSBFGS`
   (``"ssbfgs"``), :class:`SSBroyden2` (``"ssbroyden"``, ``"ssbroyden2"``),
   :class:`SSBroyden1` (``"ssbroyden1"``), :class:`GradientDescent` (``"gd"``),
-  :class:`Adam` (``"adam"``); build one by name with :func:`make_method`.
+  :class:`Adam` (``"adam"``); nonlinear CG (``"ncg-fr"``, ``"ncg-pr"``, ``"ncg-hs"``,
+  ``"ncg-dy"``); Hessian-free Newton :class:`NewtonCG`, :class:`NewtonCR`
+  (``"newton-cg"``, ``"newton-cr"``); :class:`Levenberg`, :class:`LevenbergMarquardt`
+  (``"levenberg"``, ``"lm"``); limited-memory :class:`LDFP`, :class:`LSR1`,
+  :class:`LBroyden` (``"ldfp"``, ``"lsr1"``, ``"lbroyden"``); build one by name with
+  :func:`make_method`.
 * Stochastic (mini-batch) methods on a :class:`StochasticObjective`: :class:`SGD`
   (``"sgd"``), :class:`SLBFGS` (``"slbfgs"``), :class:`MLBFGS` (``"mlbfgs"``), and
   :class:`Adam` with ``batch_size``.
@@ -36,6 +41,8 @@ from .bfgs import BFGS, SSBFGS
 from .broyden import SSBroyden, SSBroyden1, SSBroyden2
 from .gd import GradientDescent
 from .lbfgs import LBFGS
+from .levenberg import Levenberg, LevenbergMarquardt
+from .limited_memory import LDFP, LSR1, LBroyden
 from .linesearch import LINE_SEARCHES, LineSearchResult, armijo, strong_wolfe
 from .mlbfgs import MLBFGS
 from .ncg import (
@@ -45,6 +52,7 @@ from .ncg import (
     NCGPolakRibiere,
     NonlinearCG,
 )
+from .newton import NewtonCG, NewtonCR
 from .sgd import SGD
 from .slbfgs import SLBFGS
 from .torch_optim import GDOptimizer, LBFGSOptimizer, MethodOptimizer
@@ -73,6 +81,13 @@ __all__ = [
     "SGD",
     "SLBFGS",
     "MLBFGS",
+    "NewtonCG",
+    "NewtonCR",
+    "Levenberg",
+    "LevenbergMarquardt",
+    "LDFP",
+    "LSR1",
+    "LBroyden",
     "strong_wolfe",
     "armijo",
     "LineSearchResult",
@@ -101,6 +116,13 @@ METHODS: dict[str, type[Method]] = {
     "sgd": SGD,
     "slbfgs": SLBFGS,
     "mlbfgs": MLBFGS,
+    "newton-cg": NewtonCG,
+    "newton-cr": NewtonCR,
+    "levenberg": Levenberg,
+    "lm": LevenbergMarquardt,
+    "ldfp": LDFP,
+    "lsr1": LSR1,
+    "lbroyden": LBroyden,
 }
 
 

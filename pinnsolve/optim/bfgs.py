@@ -18,9 +18,17 @@ eigenvalue correction of plain BFGS on ill-conditioned problems (Al-Baali, Spedi
 & Maggioni 2014; used for PINNs by Urbán, Stefanou & Pons 2025 and Kiyani et al. 2025).
 
 The first pair after a start or reset scales :math:`H_0 = (s^\\top y / y^\\top y) I`
-before updating (N&W eq. 6.20).  The update is one rank-2 ``addmm`` on the device:
-per iteration the method touches the matrix three times (``H g``, ``H y``, the update)
-and makes no host round-trip beyond the line search's scalars.
+before updating (N&W eq. 6.20).  The update is one in-place rank-2 ``addmm_`` on the
+device (plus a ``mul_`` when self-scaling): per iteration the method touches the matrix
+three or four times (``H g``, ``H y``, the update) and allocates no ``n x n`` buffer.
+
+**The whole loop stays on the device** (cf. the GPU-BFGS note in the project's seeds:
+keep direction, update and curvature test on the device, move only scalars): the host
+sees, per iteration, only the line search's scalars -- :math:`\\phi(0)`,
+:math:`\\phi'(0) = g^\\top d` and :math:`(\\phi(a), \\phi'(a))` per trial point -- and
+nothing else (the curvature test uses them, see
+:mod:`pinnsolve.optim.quasi_newton`; ``tests/test_bfgs.py`` counts the transfers).
+Self-scaling factors, :math:`\\rho`, the scaled identity are 0-dim device tensors.
 
 References: J. Nocedal and S. J. Wright, *Numerical Optimization*, 2nd ed. 2006,
 Sec. 6.1; S. S. Oren and D. G. Luenberger, Management Sci. 20 (1974) 845-862;
@@ -90,29 +98,42 @@ class BFGS(QuasiNewton):
 
     def _prepare(
         self, s: Tensor, y: Tensor, sy: Tensor, yy: Tensor, fresh: bool, step: float
-    ) -> Tensor:
-        """The updated matrix, computed out of place (committed by :meth:`_store`)."""
+    ) -> tuple[Tensor | None, Tensor | None, Tensor, Tensor]:
+        """The factors of the update (``H+ = inv_tau H + U V``, ``U`` n x 2, ``V`` 2 x n),
+        computed before the commit; :meth:`_store` applies them to ``H`` in place."""
         H = self.state["H"]
-        if fresh:
-            H = torch.eye(*H.shape, dtype=H.dtype, device=H.device).mul_(sy / yy)
-        Hy = torch.mv(H, y)
+        h0 = None
+        if fresh:  # H_0 = (s'y / y'y) I replaces H before the update
+            h0 = sy / yy
+            Hy = y * h0.to(y.dtype)
+        else:
+            Hy = torch.mv(H, y)
         yHy = torch.dot(y, Hy)
         rho = 1.0 / sy
-        inv_tau = torch.ones_like(sy)
+        inv_tau = None
         if self.self_scaling and not fresh:
             # b = s' H^-1 s / s'y with H^-1 s = -a g: the model's curvature along s over the
             # measured one; tau = min(1, 1/b) scales the old matrix up by b when b > 1.
             b = -step * torch.dot(s, self.state["grad"]) * rho
             inv_tau = torch.clamp(b, min=1.0)
+        t = torch.ones_like(sy) if inv_tau is None else inv_tau
         # H+ = inv_tau * (H - rho (s Hy' + Hy s') + rho^2 yHy s s') + rho s s'
         U = torch.stack((s, Hy), dim=1)  # n x 2
-        c_ss = inv_tau * rho * rho * yHy + rho
-        c_sh = -inv_tau * rho
+        c_ss = t * rho * rho * yHy + rho
+        c_sh = -t * rho
         M = torch.stack((torch.stack((c_ss, c_sh)), torch.stack((c_sh, torch.zeros_like(sy)))))
-        return torch.addmm(H, U, M @ U.t(), beta=inv_tau)
+        return h0, inv_tau, U, M.to(U.dtype) @ U.t()
 
-    def _store(self, s: Tensor, y: Tensor, sy: Tensor, yy: Tensor, H: Tensor) -> None:
-        self.state["H"] = H
+    def _store(self, s: Tensor, y: Tensor, sy: Tensor, yy: Tensor, prepared: tuple) -> None:
+        """In place (no n x n allocation per iteration), inside the commit guard."""
+        h0, inv_tau, U, V = prepared
+        H = self.state["H"]
+        if h0 is not None:
+            H.zero_()
+            H.diagonal().fill_(h0.to(H.dtype))
+        elif inv_tau is not None:
+            H.mul_(inv_tau.to(H.dtype))
+        H.addmm_(U, V)
         self.state["fresh"] = False
 
 

@@ -27,9 +27,19 @@ damping follows Nielsen's rule (Madsen, Nielsen & Tingleff 2004, eq. 3.16):
   :math:`\\nu \\leftarrow 2`;
 * failure: :math:`\\lambda \\leftarrow \\nu \\lambda`, :math:`\\nu \\leftarrow 2 \\nu`.
 
-The initial damping is :math:`\\lambda_0 = \\tau \\max_i (J^\\top J)_{ii}` with ``tau = 1e-3``
-(MNT's recommendation for a starting point believed not close to the solution; use
-``tau = 1e-6`` for a good one).
+The initial damping is :math:`\\lambda_0 = \\tau \\max_i (J^\\top J)_{ii}` for Levenberg
+(:math:`D = I`) and :math:`\\lambda_0 = \\tau` for Marquardt, whose :math:`D` already
+carries the scale of :math:`J^\\top J` (so :math:`\\lambda D` is relative to it in both
+cases); ``tau = 1e-3`` is MNT's recommendation for a starting point believed not close
+to the solution (use ``tau = 1e-6`` for a good one).
+
+Changing objectives
+-------------------
+:meth:`~Levenberg.refresh` (called by the Trainer after it resamples the collocation
+points, and by continuation after a parameter change) recomputes the residuals, the
+Jacobian and :math:`J^\\top J` at the current point for the changed objective, keeping
+:math:`\\lambda` and :math:`\\nu`; a stale :math:`J^\\top J` from the old points would
+make the model and the gain ratio wrong.
 
 Linear algebra
 --------------
@@ -200,7 +210,9 @@ class Levenberg(Method):
         r = self._residuals(objective, theta)
         loss, grad, jtj = self._evaluate(objective, theta, r)
         dmax = float(jtj.diagonal().max()) if jtj.numel() else 0.0
-        lam = self.tau * dmax if math.isfinite(dmax) and dmax > 0 else self.tau
+        lam = self.tau
+        if not self.marquardt and math.isfinite(dmax) and dmax > 0:
+            lam = self.tau * dmax
         self.state = {
             "loss": loss,
             "grad": grad,
@@ -213,6 +225,17 @@ class Levenberg(Method):
             "failures": 0,  # consecutive failed steps
             "gain": math.nan,  # the last gain ratio
         }
+        return StepInfo(loss=loss, grad=grad, evals=2)
+
+    def refresh(self, objective: Objective, theta: Tensor) -> StepInfo:
+        """Re-evaluate residuals, Jacobian and J'J at ``theta`` for a changed objective,
+        keeping the damping; costs 2 evaluations (residuals, Jacobian)."""
+        if not self.state:
+            return self.start(objective, theta)
+        r = self._residuals(objective, theta)
+        loss, grad, jtj = self._evaluate(objective, theta, r)
+        with interrupt_guard():
+            self.state.update(loss=loss, grad=grad, jtj=jtj, failures=0)
         return StepInfo(loss=loss, grad=grad, evals=2)
 
     # ---- one iteration -----------------------------------------------------------------

@@ -230,8 +230,8 @@ def strong_wolfe(
         relative loss tolerance of the approximate Wolfe test (0 disables it).
     """
     eps = _eps(f0)
-    f_tol = (100.0 * eps if approx_eps is None else approx_eps) * abs(float(f0))
     f0 = float(f0)
+    f_tol = (100.0 * eps if approx_eps is None else approx_eps) * abs(f0)
     gtd0 = float(g0_dot_d)
     if not (gtd0 < 0.0 and math.isfinite(f0) and step0 > 0.0 and math.isfinite(step0)):
         return LineSearchResult(0.0, None, None, 0, False, "not_descent")

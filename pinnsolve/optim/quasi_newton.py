@@ -25,7 +25,16 @@ Safeguards (shared by every subclass)
   of evaluations) is accepted if its loss is strictly lower.
 * **Curvature test**: a pair is used only if :math:`s^\\top y > \\varepsilon\\, y^\\top y`
   (``curvature_eps``), which keeps :math:`H_k` positive definite; otherwise it is
-  skipped (counted in ``state["skipped"]``).
+  skipped (counted in ``state["skipped"]``).  After a step of a shared line search that
+  met its curvature condition the test is :math:`s^\\top y = a\\,(\\phi'(a) - \\phi'(0))
+  > 0`, from the search's own scalars (strong Wolfe guarantees it), so that no host
+  round-trip is spent on it.  A subclass may reject a pair by its own rule by returning
+  :data:`SKIP` from :meth:`~QuasiNewton._prepare` (counted as skipped too).
+* **Host round-trips** per iteration: :math:`\\phi'(0) = g^\\top d` (with
+  :math:`\\|g\\|_1` when the trial step needs it), one per line-search evaluation
+  (:math:`\\phi(a), \\phi'(a)`), and none else on the fast path above; a weak step or
+  a custom line search adds one (:math:`f, s^\\top y, y^\\top y`).  Everything else
+  (directions, updates, dense or limited-memory) stays on the tensor's device.
 * **Non-finite values**: trial points with NaN/inf loss or gradient are rejected by the
   line search; the accepted point is checked again before it enters the state.
 * **Atomic commit**: ``theta`` and the curvature state change together, only after the
@@ -45,7 +54,10 @@ from torch import Tensor
 from .base import Method, Objective, StepInfo, interrupt_guard
 from .linesearch import LineSearchResult, make_line_search
 
-__all__ = ["QuasiNewton"]
+__all__ = ["QuasiNewton", "SKIP"]
+
+#: Returned by :meth:`QuasiNewton._prepare` to reject a pair by the method's own test.
+SKIP = object()
 
 
 class QuasiNewton(Method):
@@ -69,6 +81,8 @@ class QuasiNewton(Method):
         self.line_search = make_line_search(
             line_search, c1=c1, c2=c2, max_evals=max_ls_evals, **(line_search_options or {})
         )
+        #: a shared search (never returns a non-finite point): enables the sync-free test
+        self._builtin_search = isinstance(line_search, str)
 
     # ---- hooks ---------------------------------------------------------------------------
     def _init_curvature(self, theta: Tensor) -> dict[str, Any]:
@@ -128,16 +142,20 @@ class QuasiNewton(Method):
 
         reset = not self._has_curvature()  # True: no curvature information is used
         d = self.direction(g)
-        gtd = float(torch.dot(g, d))
+        if reset:  # d = -g: phi'(0) and the safe trial step in one host sync
+            gtd, safe_step = _descent_and_safe_step(g, d)
+        else:
+            gtd, safe_step = float(torch.dot(g, d)), None
         if not gtd < 0.0:  # not a descent direction (or non-finite): steepest descent
-            reset, d, gtd = True, g.neg(), -float(torch.dot(g, g))
+            reset, d = True, g.neg()
+            gtd, safe_step = _descent_and_safe_step(g, d)
             if gtd == 0.0:  # zero gradient: a stationary point, nothing to do
                 return StepInfo(loss=f, grad=g, evals=evals)
-        safe_step = _safe_step(g)
         res, x_new = self._search(objective, theta, f, d, gtd, safe_step if reset else 1.0)
         evals += res.evals
         if x_new is None and not reset:  # retry once with the curvature information dropped
-            reset, d, gtd = True, g.neg(), -float(torch.dot(g, g))
+            reset, d = True, g.neg()
+            gtd, safe_step = _descent_and_safe_step(g, d)
             res, x_new = self._search(objective, theta, f, d, gtd, safe_step)
             evals += res.evals
         if x_new is None:
@@ -147,16 +165,24 @@ class QuasiNewton(Method):
         s = x_new - theta
         y = g_new - g
         sy_t, yy_t = torch.dot(s, y), torch.dot(y, y)
-        f_t = torch.as_tensor(f_new).reshape(())
-        f_val, sy, yy = torch.stack(
-            (f_t if f_t.dtype == sy_t.dtype else f_t.to(sy_t.dtype), sy_t, yy_t)
-        ).tolist()
-        if not (math.isfinite(f_val) and math.isfinite(sy) and math.isfinite(yy)):
-            # only a custom line search can get here: never accept a non-finite point
-            return StepInfo(loss=f, grad=g, evals=evals, failed="line_search_failed")
-        keep = sy > self.curvature_eps * yy
+        if res.success and self._builtin_search and math.isfinite(res.dderiv):
+            # Fast path, no host sync: the shared searches never return a non-finite point,
+            # and with the curvature condition s'y = a (phi'(a) - phi'(0)) >= a (1 - c2)
+            # |phi'(0)| > 0 follows from the line search's own scalars.
+            keep = float(res.step) * (res.dderiv - gtd) > 0.0
+        else:
+            f_t = torch.as_tensor(f_new).reshape(())
+            f_val, sy, yy = torch.stack(
+                (f_t if f_t.dtype == sy_t.dtype else f_t.to(sy_t.dtype), sy_t, yy_t)
+            ).tolist()
+            if not (math.isfinite(f_val) and math.isfinite(sy) and math.isfinite(yy)):
+                # only a custom line search can get here: never accept a non-finite point
+                return StepInfo(loss=f, grad=g, evals=evals, failed="line_search_failed")
+            keep = sy > self.curvature_eps * yy
         fresh = reset or not self._has_curvature()
         prepared = self._prepare(s, y, sy_t, yy_t, fresh, float(res.step)) if keep else None
+        if prepared is SKIP:  # the method's own pair test (e.g. the SR1 skip rule) failed
+            keep, prepared = False, None
 
         with interrupt_guard():
             if reset and self._has_curvature():
@@ -193,6 +219,12 @@ class QuasiNewton(Method):
         if last.get("a") == res.step:
             return res, last["x"]
         return res, torch.add(theta, d, alpha=res.step)  # bitwise the point phi evaluated
+
+
+def _descent_and_safe_step(g: Tensor, d: Tensor) -> tuple[float, float]:
+    """``(g'd, min(1, 1/||g||_1))`` with one host sync (for ``d = -g``)."""
+    gtd, g1 = torch.stack((torch.dot(g, d), g.abs().sum())).tolist()
+    return gtd, (min(1.0, 1.0 / g1) if g1 > 0.0 and math.isfinite(g1) else 1.0)
 
 
 def _safe_step(g: Tensor) -> float:
