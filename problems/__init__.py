@@ -37,6 +37,7 @@ __all__ = ["CATALOG", "Parameter", "load", "parameters", "description", "recipe"
 #: Catalog names and their modules.
 CATALOG: dict[str, str] = {
     "burgers": "burgers",
+    "burgers-modes": "burgers_modes",
     "heat": "heat",
     "heat-neumann": "heat_neumann",
     "poisson": "poisson",

@@ -117,7 +117,7 @@ def test_problem_compiles_and_has_a_solution(name):
     loss = obj.loss(obj.initial_theta())
     assert math.isfinite(float(loss)) and float(loss) > 0
     assert problem.solution is not None
-    if name in ("allen-cahn", "burgers"):
+    if name in ("allen-cahn", "burgers", "burgers-modes"):
         return  # their references are checked elsewhere (and cost seconds to compute)
     grid = problem.evaluation_grid()
     values = np.asarray(problem.solution(grid)).reshape(len(grid), -1)
@@ -237,6 +237,7 @@ HARD = {
     "wave": ("ic", "ic_velocity", "bc"),
     "reaction-diffusion": ("ic_u", "ic_v", "bc_u", "bc_v"),
     "burgers": ("ic", "bc"),
+    "burgers-modes": ("ic", "bc"),
 }
 
 
@@ -258,6 +259,7 @@ def test_hard_transforms_satisfy_their_conditions(name):
     ("heat", {"k": -1.0}), ("heat-neumann", {"t_end": 0.0}), ("poisson", {"width": -2.0}),
     ("advection", {"c": math.inf}), ("allen-cahn", {"d": 0.0}), ("helmholtz", {"a1": 100.0}),
     ("reaction-diffusion", {"alpha": -1.0}), ("wave", {"c": -1.0}), ("heat", {"points": 0}),
+    ("burgers-modes", {"modes": "1,x"}), ("burgers-modes", {"nu": 0.0}),
 ])
 def test_bad_parameters_are_named(name, bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
@@ -379,3 +381,31 @@ def test_parameters_come_from_the_signature():
     assert names == ["k", "t_end", "boundary_points", "initial_points", "hard"]
     problem = build(load("heat"), {"k": 0.3}, points=50)
     assert problem.parameters["k"] == 0.3 and problem.conditions[0].n == 50
+
+
+def test_burgers_series_solution_satisfies_the_pde_and_reduces_to_one_mode():
+    from pinnsolve.exact import burgers_cole_hopf, burgers_cole_hopf_series
+
+    rng = np.random.default_rng(0)
+    x, t = rng.uniform(-0.99, 0.99, 300), rng.uniform(0.05, 0.95, 300)
+    np.testing.assert_allclose(burgers_cole_hopf_series(x, t, 0.02, [0.8]),
+                               burgers_cole_hopf(x, t, 0.02, 0.8), rtol=0, atol=1e-13)
+    nu, a = 0.02, [0.5, 0.5, -0.3]
+
+    def u(x, t):
+        return burgers_cole_hopf_series(x, t, nu, a)
+
+    h = 1e-4  # central differences, error ~ h^2 * derivatives
+    v = u(x, t)
+    r = ((u(x, t + h) - u(x, t - h)) / (2 * h) + v * (u(x + h, t) - u(x - h, t)) / (2 * h)
+         - nu * (u(x + h, t) - 2 * v + u(x - h, t)) / h**2)
+    assert np.abs(r).max() < 1e-4
+    wrong = ((u(x, t + h) - u(x, t - h)) / (2 * h) + v * (u(x + h, t) - u(x - h, t)) / (2 * h)
+             - 1.2 * nu * (u(x + h, t) - 2 * v + u(x - h, t)) / h**2)
+    assert np.abs(wrong).max() > 1e-2
+    ends = u(np.array([-1.0, 1.0]), np.array([0.5, 0.5]))
+    np.testing.assert_allclose(ends, 0.0, atol=1e-12)
+    x0 = np.array([0.3])
+    np.testing.assert_allclose(u(x0, np.array([0.0])),
+                               -(0.5 * np.sin(0.3 * pi) + 0.5 * np.sin(0.6 * pi)
+                                 - 0.3 * np.sin(0.9 * pi)), atol=1e-14)
