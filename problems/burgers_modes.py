@@ -30,7 +30,7 @@ PARAMETERS = {
     "boundary_points": "points for the boundary condition",
     "initial_points": "points for the initial condition",
 }
-RECIPE = {"layers": "20,20,20", "points": 2000, "max_time": 120.0, "resample_every": 100}
+RECIPE = {"layers": "20,20,20", "points": 2000, "max_time": 90.0, "resample_every": 100}
 
 
 def parse_modes(modes: str | list[float]) -> list[float]:
@@ -39,7 +39,8 @@ def parse_modes(modes: str | list[float]) -> list[float]:
         values = [float(v) for v in modes.split(",")] if isinstance(modes, str) else list(
             map(float, modes))
     except (TypeError, ValueError):
-        raise ValueError(f"parameter modes must be comma-separated numbers, got {modes!r}") from None
+        raise ValueError(
+            f"parameter modes must be comma-separated numbers, got {modes!r}") from None
     if not values or len(values) > 8 or not all(math.isfinite(v) and abs(v) <= 2 for v in values):
         raise ValueError(f"parameter modes must be 1 to 8 numbers in [-2, 2], got {modes!r}")
     return values
