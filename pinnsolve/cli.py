@@ -270,6 +270,9 @@ def _run(args: argparse.Namespace) -> int:
     opts = p.parse_args(args.options)
     values = {prm.name: getattr(opts, prm.name) for prm in params}
     problem = build(module, values, points=opts.points)
+    if opts.plot is not None and problem.domain.dim != 2:
+        raise UsageError(f"--plot draws problems with two coordinates; this one has "
+                         f"{', '.join(problem.coords)}")
     name = args.target if problem.name == "problem" else problem.name
     return train_and_report(problem, opts, {"problem": name, **values})
 

@@ -353,6 +353,8 @@ def test_run_a_users_file(capsys, in_tmp):
     assert summary["rel_l2_error"] < 1e-2
     err = fails(capsys, "run", str(path), "--lam", "-1")
     assert "lam must be positive" in err
+    assert "--plot draws problems with two coordinates" in fails(
+        capsys, "run", str(path), "--plot", "decay.png")
 
 
 def test_run_a_file_with_a_problem_object_or_nothing(capsys, in_tmp):
