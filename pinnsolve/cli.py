@@ -280,6 +280,18 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("-o", "--output", type=Path, required=True, metavar="FILE",
                    help="output file (.npz or .h5)")
+    sub.add_parser("list", help="list the problems of the catalog with their parameters",
+                   description="List the catalog problems: name, description, parameters.")
+    r = sub.add_parser(
+        "run",
+        help="train a catalog problem (see 'pinnsolve list') or a problem file",
+        description="Train NAME from the catalog ('pinnsolve list') or a Python file that "
+        "defines make_problem(**parameters) or a module-level `problem`. Options: the "
+        "problem's parameters and the shared training options; 'pinnsolve run NAME --help' "
+        "lists them with the problem's defaults.",
+    )
+    r.add_argument("target", metavar="NAME|FILE.py", help="catalog name or problem file")
+    r.add_argument("options", nargs=argparse.REMAINDER, help="problem and training options")
     p = sub.add_parser("plot", help="redraw the validation figure from a results file",
                        description="Redraw the figure of a results file written with --out.")
     p.add_argument("results", type=Path, help="results file (HDF5) from --out")
@@ -306,6 +318,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _plot(args)
         if args.command == "burgers-data":
             return _burgers_data(args)
+        if args.command == "list":
+            return _list()
+        if args.command == "run":
+            return _run(args)
     except (UsageError, ValueError, OSError, TypeError) as exc:
         parser.exit(2, f"pinnsolve: error: {exc}\n")
     return 0
@@ -334,6 +350,61 @@ def _burgers_data(args: argparse.Namespace) -> int:
                        "seed": args.seed})
     print(f"{args.n} observations (noise {args.noise:g} x std u) written to {args.output}")
     return 0
+
+
+def _list() -> int:
+    from .problems import CATALOG, description, load, parameters, recipe
+
+    for name in CATALOG:
+        module = load(name)
+        rec = {**BURGERS_DEFAULTS, **recipe(module)}
+        print(f"{name}: {description(module)}")
+        opts = " ".join(f"--{p.name.replace('_', '-')} {p.default}" for p in parameters(module))
+        print(f"    parameters: {opts or 'none'}")
+        print(f"    recipe: --layers {rec['layers']} --points {rec['points']} --optimizer "
+              f"{rec['optimizer']} --max-time {rec['max_time']:g}")
+    return 0
+
+
+def _parameter_type(default: Any) -> Callable[[str], Any]:
+    if isinstance(default, int):
+        return int
+    if isinstance(default, float):
+        return parse_number
+    return str
+
+
+def _run(args: argparse.Namespace) -> int:
+    """``pinnsolve run NAME|FILE [--param value ...] [training options]``."""
+    from .problems import build, description, load, parameters, recipe
+
+    module = load(args.target)
+    rec = recipe(module)
+    unknown = set(rec) - set(BURGERS_DEFAULTS)
+    if unknown:
+        raise UsageError(f"{args.target}: RECIPE has unknown keys {sorted(unknown)}; known: "
+                         f"{', '.join(BURGERS_DEFAULTS)}")
+    p = argparse.ArgumentParser(prog=f"pinnsolve run {args.target}",
+                                description=description(module))
+    g = p.add_argument_group("problem parameters")
+    params = parameters(module)
+    for prm in params:
+        flag = "--" + prm.name.replace("_", "-")
+        if isinstance(prm.default, bool):
+            g.add_argument(flag, dest=prm.name, default=prm.default,
+                           action=argparse.BooleanOptionalAction, help=prm.help)
+        else:
+            g.add_argument(flag, dest=prm.name, type=_parameter_type(prm.default),
+                           default=prm.default, help=f"{prm.help} (default: %(default)s)")
+    add_training_options(p, {**BURGERS_DEFAULTS, **rec})
+    opts = p.parse_args(args.options)
+    values = {prm.name: getattr(opts, prm.name) for prm in params}
+    problem = build(module, values, points=opts.points)
+    if opts.plot is not None and problem.domain.dim != 2:
+        raise UsageError(f"--plot draws problems with two coordinates; this one has "
+                         f"{', '.join(problem.coords)}")
+    name = args.target if problem.name == "problem" else problem.name
+    return train_and_report(problem, opts, {"problem": name, **values})
 
 
 def _burgers(args: argparse.Namespace) -> int:
@@ -537,7 +608,8 @@ def train_and_report(problem: Any, args: argparse.Namespace, config: dict[str, A
             names = problem.coords
             f = run["fields"][problem.fields[0]]
             plot_solution(run["grid"][names[0]], run["grid"][names[1]], f["pred"], f["exact"],
-                          path=args.plot, title=_title(config, summary))
+                          path=args.plot, title=_title(config, summary),
+                          labels=(names[0], names[1]))
             print(f"figure written to {args.plot}")
     if args.json:
         print(json.dumps(summary))
