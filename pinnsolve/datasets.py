@@ -90,8 +90,8 @@ ENV_VAR = "PINNSOLVE_DATA"
 
 _HINT = (
     "put the four IDX files ({files}) of {name} in one of these directories (gzip or raw), "
-    "or pass --data-dir DIR / set {env}=DIR; get them from the official sources (see "
-    "docs: MNIST at yann.lecun.com/exdb/mnist, Fashion-MNIST at "
+    "or pass --data-dir DIR / set {env}=DIR; get them from the official sources "
+    "(MNIST at yann.lecun.com/exdb/mnist, Fashion-MNIST at "
     "github.com/zalandoresearch/fashion-mnist) or Debian's dataset-fashion-mnist package"
 )
 
