@@ -1,4 +1,5 @@
-"""The command line: ``pinnsolve burgers --nu 0.01``, ``pinnsolve plot run.h5``.
+"""The command line: ``pinnsolve burgers --nu 0.01``, ``pinnsolve classify mnist``,
+``pinnsolve plot run.h5``.
 
 Every subcommand that trains takes the same training options (see
 :func:`add_training_options`); bad input ends with a one-line error and exit code 2.
@@ -16,6 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 __all__ = ["main", "parse_number"]
@@ -119,35 +121,38 @@ def add_training_options(p: argparse.ArgumentParser, defaults: dict[str, Any]) -
     m.add_argument("--layers", default=defaults["layers"], metavar="W,W,...",
                    help="hidden layer widths (default: %(default)s)")
     m.add_argument("--activation", default="tanh", help="activation (default: %(default)s)")
-    m.add_argument("--points", type=_positive_int, default=defaults["points"], metavar="N",
-                   help="interior collocation points (default: %(default)s)")
-    m.add_argument("--sampler", default=defaults["sampler"], choices=SAMPLERS,
-                   help="collocation sampler (default: %(default)s)")
-    m.add_argument("--resample-every", type=int, default=defaults["resample_every"],
-                   metavar="N", help="draw fresh collocation points every N iterations; 0: "
-                   "never (default: %(default)s)")
-    m.add_argument("--adaptive", default="none", choices=("none", "rar", "rad"),
-                   help="residual-based point strategy every --resample-every iterations: "
-                   "rar adds the worst candidates, rad redraws the points with density "
-                   "~ |r|^k/mean|r|^k + c; none: uniform redraws (default: %(default)s)")
-    m.add_argument("--candidates", type=_positive_int, default=None, metavar="N",
-                   help="random candidate points scored by rar/rad (default: 10 x --points)")
-    m.add_argument("--rar-add", type=_positive_int, default=10, metavar="K",
-                   help="points rar adds each time (default: %(default)s)")
-    m.add_argument("--rad-k", type=float, default=1.0, metavar="K",
-                   help="rad exponent k (default: %(default)s)")
-    m.add_argument("--rad-c", type=float, default=1.0, metavar="C",
-                   help="rad constant c (default: %(default)s)")
-    m.add_argument("--weighting", default="fixed", choices=("fixed", "annealing"),
-                   help="loss weights: fixed (--weights) or learning-rate annealing of the "
-                   "non-PDE terms (default: %(default)s)")
-    m.add_argument("--weights", default="", metavar="TERM=W,...",
-                   help="initial/fixed term weights, e.g. ic=10,bc=10 (default: all 1)")
-    m.add_argument("--anneal-every", type=_positive_int, default=100, metavar="N",
-                   help="iterations between annealing updates (default: %(default)s)")
-    m.add_argument("--anneal-alpha", type=float, default=0.1, metavar="ALPHA",
-                   help="annealing moving-average factor in (0, 1] (default: %(default)s)")
-    m.add_argument("--dtype", default="float64", choices=sorted(DTYPES),
+    if "points" in defaults:  # collocation, adaptive points, weighting: PDEs only
+        m.add_argument("--points", type=_positive_int, default=defaults["points"], metavar="N",
+                       help="interior collocation points (default: %(default)s)")
+        m.add_argument("--sampler", default=defaults["sampler"], choices=SAMPLERS,
+                       help="collocation sampler (default: %(default)s)")
+        m.add_argument("--resample-every", type=int, default=defaults["resample_every"],
+                       metavar="N", help="draw fresh collocation points every N iterations; 0: "
+                       "never (default: %(default)s)")
+        m.add_argument("--adaptive", default="none", choices=("none", "rar", "rad"),
+                       help="residual-based point strategy every --resample-every iterations: "
+                       "rar adds the worst candidates, rad redraws the points with density "
+                       "~ |r|^k/mean|r|^k + c; none: uniform redraws (default: %(default)s)")
+        m.add_argument("--candidates", type=_positive_int, default=None, metavar="N",
+                       help="random candidate points scored by rar/rad (default: 10 x "
+                       "--points)")
+        m.add_argument("--rar-add", type=_positive_int, default=10, metavar="K",
+                       help="points rar adds each time (default: %(default)s)")
+        m.add_argument("--rad-k", type=float, default=1.0, metavar="K",
+                       help="rad exponent k (default: %(default)s)")
+        m.add_argument("--rad-c", type=float, default=1.0, metavar="C",
+                       help="rad constant c (default: %(default)s)")
+        m.add_argument("--weighting", default="fixed", choices=("fixed", "annealing"),
+                       help="loss weights: fixed (--weights) or learning-rate annealing of the "
+                       "non-PDE terms (default: %(default)s)")
+        m.add_argument("--weights", default="", metavar="TERM=W,...",
+                       help="initial/fixed term weights, e.g. ic=10,bc=10 (default: all 1)")
+        m.add_argument("--anneal-every", type=_positive_int, default=100, metavar="N",
+                       help="iterations between annealing updates (default: %(default)s)")
+        m.add_argument("--anneal-alpha", type=float, default=0.1, metavar="ALPHA",
+                       help="annealing moving-average factor in (0, 1] (default: %(default)s)")
+    m.add_argument("--dtype", default=defaults.get("dtype", "float64"),
+                   choices=sorted(DTYPES),
                    help="floating-point type (default: %(default)s)")
     m.add_argument("--device", default="cpu" if not torch.cuda.is_available() else "cuda",
                    help="torch device (default: %(default)s)")
@@ -226,6 +231,20 @@ def explicit_options(argv: Sequence[str]) -> set[str]:
     return set(vars(parser.parse_args(list(argv))))
 
 
+
+#: Classification defaults: the seed study's 784-128-10 network, float32 (measured in
+#: validation/classification.py), L-BFGS m = 10.
+CLASSIFY_DEFAULTS = {
+    "optimizer": "lbfgs",
+    "max_iter": 500,
+    "max_time": None,
+    "history": 10,
+    "warmup": 0,
+    "layers": "128",
+    "dtype": "float32",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pinnsolve",
@@ -292,6 +311,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("target", metavar="NAME|FILE.py", help="catalog name or problem file")
     r.add_argument("options", nargs=argparse.REMAINDER, help="problem and training options")
+    c = sub.add_parser(
+        "classify",
+        help="MNIST / Fashion-MNIST classification with the same optimizers",
+        description="Train an MLP (784 -> hidden... -> 10, mean cross-entropy + optional L2) "
+        "on MNIST or Fashion-MNIST and report train/test accuracy. The IDX files are read "
+        "from --data-dir or $PINNSOLVE_DATA (also torchvision's MNIST/raw layout and "
+        "Debian's /usr/share/datasets/fashion-mnist); nothing is downloaded.",
+    )
+    c.add_argument("dataset", choices=["mnist", "fashion-mnist"], help="the data set")
+    c.add_argument("--data-dir", type=Path, metavar="DIR",
+                   help="directory with the IDX files (default: $PINNSOLVE_DATA)")
+    c.add_argument("--n-train", type=_positive_int, default=5000, metavar="N",
+                   help="first N training samples (default: %(default)s; 60000 = all)")
+    c.add_argument("--hidden", type=_positive_int, default=None, metavar="W",
+                   help="one hidden layer of width W (shorthand for --layers W)")
+    c.add_argument("--weight-decay", type=float, default=1e-3, metavar="LAMBDA",
+                   help="L2 term LAMBDA/2 ||theta||^2 in the loss; 0: none (default: "
+                   "%(default)s, measured in validation/classification.py: without it "
+                   "full-batch L-BFGS fits N = 5000 samples exactly and generalises worse)")
+    c.add_argument("--ftol", type=float, default=0.0,
+                   help="stop when the relative loss change stays below FTOL for 10 "
+                   "iterations (default: %(default)s)")
+    add_training_options(c, CLASSIFY_DEFAULTS)
     p = sub.add_parser("plot", help="redraw the validation figure from a results file",
                        description="Redraw the figure of a results file written with --out.")
     p.add_argument("results", type=Path, help="results file (HDF5) from --out")
@@ -322,6 +364,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _list()
         if args.command == "run":
             return _run(args)
+        if args.command == "classify":
+            return _classify(args)
     except (UsageError, ValueError, OSError, TypeError) as exc:
         parser.exit(2, f"pinnsolve: error: {exc}\n")
     return 0
@@ -482,31 +526,23 @@ def _adaptations(args: argparse.Namespace) -> list:
 def train_and_report(problem: Any, args: argparse.Namespace, config: dict[str, Any]) -> int:
     """Build the model and stages from the shared options, train, report, save, plot."""
     from . import MLP
-    from .distributed import ShardedObjective, launched_by_torchrun, relaunch, setup_cli_rank
-    from .io import check_writable, save_run
+    from .distributed import (
+        ShardedObjective,
+        launched_by_torchrun,
+        relaunch,
+        setup_cli_rank,
+    )
+    from .io import save_run
     from .models import parse_layers
-    from .optim import StopCriteria, make_method
-    from .train import Stage, Trainer
+    from .train import Trainer
 
-    for path in (args.out, args.plot, args.checkpoint):
-        if path is not None:
-            check_writable(path)
-    if args.resume is not None and not args.resume.is_file():
-        raise UsageError(f"no checkpoint at {args.resume}")
-    try:
-        device = torch.device(args.device)
-        torch.empty(0, device=device)
-    except (RuntimeError, AssertionError) as exc:
-        raise UsageError(f"device {args.device!r} is not available ({exc})") from None
+    device = _check_run_options(args)
     if args.nproc > 1 and not launched_by_torchrun():
         return relaunch(args.argv, args.nproc, args.threads)
     ranks = setup_cli_rank(args)  # rank 0 of 1 outside torchrun
     device = ranks.device
     layers = parse_layers(args.layers)
     dtype = DTYPES[args.dtype]
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
     domain = problem.domain
     model = MLP(domain.dim, len(problem.fields), layers, args.activation,
                 lows=list(domain.lows), highs=list(domain.highs), seed=args.seed)
@@ -547,18 +583,12 @@ def train_and_report(problem: Any, args: argparse.Namespace, config: dict[str, A
         objective = ShardedObjective(objective)
         objective.set_budget(max_time)
         callbacks, max_time = [objective.stop_callback()], None
-    stages = []
-    if args.warmup > 0:
-        warm = make_method("adam", lr=args.lr or 1e-3)
-        stages.append(Stage(warm, StopCriteria(max_iter=args.warmup)))
-    main_stop = StopCriteria(gtol=args.gtol, max_iter=args.max_iter)
-    if args.continuation:
-        stages.extend(_continuation_stages(args, objective, main_stop))
+    stages = _stages(args)
+    if args.continuation:  # the main stage becomes the continuation path
+        stages[-1:] = _continuation_stages(args, objective, stages[-1].stop)
         config["continuation"] = f"{args.continuation}/{args.continuation_steps}"
         if stages[0].method.name == "adam":  # the warm-up runs on the first problem
             stages[0].parameters = dict(stages[1].parameters)
-    else:
-        stages.append(Stage(_method(args), main_stop))
     trainer = Trainer(
         objective,
         stages,
@@ -617,6 +647,144 @@ def train_and_report(problem: Any, args: argparse.Namespace, config: dict[str, A
         from .distributed import shutdown
 
         shutdown()
+    return 0
+
+
+def _stages(args: argparse.Namespace) -> list:
+    """An optional Adam warm-up (``--warmup``) and the main optimizer (``--optimizer``)."""
+    from .optim import StopCriteria, make_method
+    from .train import Stage
+
+    stages = []
+    if args.warmup > 0:
+        warm = make_method("adam", lr=args.lr or 1e-3)
+        stages.append(Stage(warm, StopCriteria(max_iter=args.warmup)))
+    stop = StopCriteria(gtol=args.gtol, ftol=getattr(args, "ftol", 0.0), max_iter=args.max_iter)
+    stages.append(Stage(_method(args), stop))
+    return stages
+
+
+def _check_run_options(args: argparse.Namespace) -> torch.device:
+    """Output paths writable, the checkpoint present, the device usable; sets threads/seed."""
+    from .io import check_writable
+
+    for path in (args.out, args.plot, args.checkpoint):
+        if path is not None:
+            check_writable(path)
+    if args.resume is not None and not args.resume.is_file():
+        raise UsageError(f"no checkpoint at {args.resume}")
+    try:
+        device = torch.device(args.device)
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError) as exc:
+        raise UsageError(f"device {args.device!r} is not available ({exc})") from None
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    return device
+
+
+def _classify(args: argparse.Namespace) -> int:
+    """``pinnsolve classify``: train a classifier with the shared options, report, save."""
+    from .classification import ClassificationObjective, classifier_mlp
+    from .datasets import load_dataset
+    from .io import save_run
+    from .models import parse_layers
+    from .train import Trainer
+
+    if args.hidden is not None and args.layers != CLASSIFY_DEFAULTS["layers"]:
+        raise UsageError("give --hidden W or --layers W,W,..., not both")
+    layers = (args.hidden,) if args.hidden is not None else parse_layers(args.layers)
+    if args.weight_decay < 0:
+        raise UsageError(f"--weight-decay must be >= 0, got {args.weight_decay:g}")
+    device = _check_run_options(args)
+    data = load_dataset(args.dataset, args.data_dir).subset(args.n_train)
+    model = classifier_mlp(data.x_train.shape[1], data.n_classes, layers, args.activation,
+                           seed=args.seed)
+    objective = ClassificationObjective(data, model, weight_decay=args.weight_decay,
+                                        dtype=DTYPES[args.dtype], device=device)
+    config = {
+        "problem": "classify",
+        "dataset": args.dataset,
+        "n_train": len(data.y_train),
+        "weight_decay": args.weight_decay,
+        "batch_size": args.batch_size,
+        "optimizer": args.optimizer,
+        "history": args.history,
+        "warmup": args.warmup,
+        "lr": args.lr,
+        "max_iter": args.max_iter,
+        "max_time": args.max_time,
+        "layers": ",".join(map(str, layers)),
+        "activation": args.activation,
+        "dtype": args.dtype,
+        "device": str(device),
+        "seed": args.seed,
+    }
+    trainer = Trainer(
+        objective,
+        _stages(args),
+        max_time=args.max_time,
+        validate_every=args.validate_every,
+        checkpoint=args.checkpoint,
+        checkpoint_every=args.checkpoint_every,
+        interrupt_path=args.checkpoint or Path("classify.ckpt.h5"),
+        progress_bar=False if args.quiet else None,
+        config=config,
+        seed=args.seed,
+    )
+    result = trainer.fit(resume=args.resume)
+    theta = result.theta
+    summary = {
+        "problem": "classify",
+        "dataset": args.dataset,
+        "train_accuracy": objective.accuracy(theta, "train"),
+        "test_accuracy": objective.accuracy(theta, "test"),
+        "final_loss": result.final_loss,
+        "data_loss": objective.data_loss(theta),
+        "weight_decay": args.weight_decay,
+        "iterations": result.iterations,
+        "function_evals": result.function_evals,
+        "wall_time_s": result.wall_time_s,
+        "stop_reason": result.stop_reason,
+    }
+    print(
+        f"{args.dataset} (N = {len(data.y_train)}, {config['layers']}): train accuracy "
+        f"{summary['train_accuracy']:.2f} %, test accuracy {summary['test_accuracy']:.2f} %, "
+        f"loss {summary['final_loss']:.4e}, {summary['iterations']} iterations, "
+        f"{summary['function_evals']} evaluations, {summary['wall_time_s']:.1f} s "
+        f"({summary['stop_reason']})"
+    )
+    if args.out is not None:
+        from . import __version__
+
+        pred = objective.predict(theta, objective.x_test).cpu().numpy()
+        confusion = np.zeros((data.n_classes, data.n_classes))
+        np.add.at(confusion, (data.y_test, pred), 1)
+        model = objective.load_into_model(theta)
+        save_run(args.out, {
+            "version": __version__,
+            "problem": f"classify-{args.dataset}",
+            "config": config,
+            "grid": {"true": np.arange(data.n_classes), "predicted": np.arange(data.n_classes)},
+            "fields": {"test_confusion": {"pred": confusion, "exact": None}},
+            "metrics": summary,
+            "history": {**trainer.history, "loss_per_iteration": [
+                x for r in result.stages for x in r.loss_history]},
+            "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "theta": theta.detach().cpu(),
+            "model_info": {"layers": config["layers"], "activation": args.activation,
+                           "n_params": objective.n_params},
+        })
+        print(f"results written to {args.out}")
+    if args.plot is not None:
+        from .plot import plot_history
+
+        plot_history({args.optimizer: trainer.history}, path=args.plot,
+                     ys=("loss", "test_accuracy"))
+        print(f"figure written to {args.plot}")
+    if args.json:
+        print(json.dumps(summary))
     return 0
 
 

@@ -173,8 +173,12 @@ def plot_history(
     path: str | os.PathLike | None = None,
     x: str = "time",
     ys: Sequence[str] = ("loss", "rel_l2_error"),
+    linear: Sequence[str] = ("train_accuracy", "test_accuracy"),
 ) -> Figure:
     """Convergence of one or several runs: each of ``ys`` against ``x`` on a log y-axis.
+
+    Series named in ``linear`` (by default the accuracies in percent of a classifier)
+    get a linear y-axis instead.
 
     ``histories`` maps a run label to its history (series name -> values, e.g. a
     :class:`~pinnsolve.train.Trainer`'s ``history`` or a results file's ``history``).
@@ -200,11 +204,12 @@ def plot_history(
                 raise ValueError(
                     f"history {label!r}: {x!r} has {xs.size} values but {y!r} has {vs.size}"
                 )
-            ax.plot(xs, np.where(vs > 0, vs, np.nan), label=str(label))
+            ax.plot(xs, vs if y in linear else np.where(vs > 0, vs, np.nan), label=str(label))
             drawn += 1
         ax.set(xlabel=xlabels.get(x, x), ylabel=y, title=y)
         if drawn:
-            ax.set_yscale("log")
+            if y not in linear:
+                ax.set_yscale("log")
             ax.legend(fontsize=8)
         else:
             ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center", va="center")

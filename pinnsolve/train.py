@@ -126,7 +126,8 @@ class Trainer:
     ----------
     objective
         A compiled problem (anything with ``loss_and_grad``; validation needs
-        ``problem.solution`` and ``predict``).
+        ``problem.solution`` and ``predict``).  If it has ``metrics(theta) -> dict``
+        (e.g. a classifier's accuracies), those values join every history row.
     stages
         The optimizer stages, run in order, each from where the last one stopped.
     max_time
@@ -245,6 +246,8 @@ class Trainer:
             for name, value in self.objective.term_losses(theta).items():
                 row[f"loss_{name}"] = value
         row["rel_l2_error"], row["max_abs_error"] = self.errors(theta)
+        if hasattr(self.objective, "metrics"):  # e.g. accuracies of a classifier
+            row.update(self.objective.metrics(theta))
         for k, v in row.items():
             self.history.setdefault(k, []).append(float(v))
         return row
@@ -314,7 +317,7 @@ class Trainer:
                     bar.update(1)
                     if p.iteration % self.validate_every == 0:
                         row = self._record(th, index, p, offset)
-                        bar.set_postfix(loss=f"{p.loss:.3e}", err=f"{row['rel_l2_error']:.2e}")
+                        bar.set_postfix(_postfix(p.loss, row))
                     total = offset[0] + p.iteration
                     if self._adapt(th, total):
                         info = method.refresh(obj, th)
@@ -429,6 +432,16 @@ def _result_dict(r: Result) -> dict[str, Any]:
         "stop_reason": r.stop_reason,
         "loss_history": list(r.loss_history),
     }
+
+
+def _postfix(loss: float, row: dict[str, float]) -> dict[str, str]:
+    """Progress-bar fields: the loss, the error if known, else an accuracy if there is one."""
+    out = {"loss": f"{loss:.3e}"}
+    if math.isfinite(row["rel_l2_error"]) or "test_accuracy" not in row:
+        out["err"] = f"{row['rel_l2_error']:.2e}"
+    else:
+        out["test_acc"] = f"{row['test_accuracy']:.2f}%"
+    return out
 
 
 def _progress_of(r: Result) -> Progress:

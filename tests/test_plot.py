@@ -84,3 +84,13 @@ def test_plot_history(tmp_path):
     assert [len(ax.get_lines()) for ax in fig.axes] == [2, 2]
     with pytest.raises(ValueError, match="iteration"):
         plot_history(histories, x="iteration")
+
+
+def test_plot_history_accuracy_on_a_linear_axis(tmp_path):
+    hist = {"time": [0.0, 1.0, 2.0], "loss": [1.0, 0.5, 0.1], "test_accuracy": [10.0, 80.0, 90.0]}
+    fig = plot_history({"lbfgs": hist, "gd": hist}, path=tmp_path / "h.png",
+                       ys=("loss", "test_accuracy"))
+    loss_ax, acc_ax = fig.axes[:2]
+    assert loss_ax.get_yscale() == "log" and acc_ax.get_yscale() == "linear"
+    assert len(acc_ax.get_lines()) == 2
+    assert (tmp_path / "h.png").stat().st_size > 0
