@@ -208,3 +208,30 @@ def test_registry_and_binding():
         make_line_search("exact")
     with pytest.raises(ValueError, match="0 < c1 < c2 < 1"):
         make_line_search("strong_wolfe", c1=0.5, c2=0.1)
+
+
+def test_search_along_returns_the_evaluated_point_and_refuses_a_weak_step_uphill():
+    from pinnsolve.objective import FunctionObjective
+    from pinnsolve.optim.linesearch import (
+        LineSearchResult,
+        make_line_search,
+        safe_step,
+        search_along,
+    )
+
+    obj = FunctionObjective(lambda x: 0.5 * (x * x).sum())
+    theta = torch.tensor([3.0, -4.0], dtype=torch.float64)
+    f, g = obj.loss_and_grad(theta)
+    d = -g
+    res, x = search_along(make_line_search("strong_wolfe"), obj, theta, f, d,
+                          float(g @ d), 1.0)
+    assert res.success and torch.equal(x, theta + 1.0 * d)  # the exact minimizer
+    assert safe_step(g) == 1.0 / 7.0 and safe_step(torch.zeros(2)) == 1.0
+
+    def uphill(phi, f0, gtd, step0, d=None):  # claims a weak step that raises f
+        fx, gx = phi(step0)
+        return LineSearchResult(step=step0, f_new=fx, g_new=gx, evals=1, success=False,
+                                reason="test")
+
+    res, x = search_along(uphill, obj, theta, f, -d, float(g @ -d), 1.0)
+    assert x is None

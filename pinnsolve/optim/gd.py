@@ -16,8 +16,7 @@ import torch
 from torch import Tensor
 
 from .base import Method, Objective, StepInfo, interrupt_guard, is_finite
-from .linesearch import LineSearchResult, make_line_search
-from .quasi_newton import _safe_step
+from .linesearch import LineSearchResult, make_line_search, safe_step
 
 __all__ = ["GradientDescent"]
 
@@ -93,7 +92,7 @@ class GradientDescent(Method):
                 return StepInfo(loss=f, grad=g, evals=evals)
             d = g.neg()
             previous = st["step"]
-            step0 = previous * self.growth if previous > 0.0 else _safe_step(g)
+            step0 = previous * self.growth if previous > 0.0 else safe_step(g)
             last: dict[str, Any] = {}
 
             def phi(a: float) -> tuple[Tensor, Tensor]:

@@ -51,6 +51,8 @@ __all__ = [
     "armijo",
     "LINE_SEARCHES",
     "make_line_search",
+    "search_along",
+    "safe_step",
 ]
 
 #: ``phi(a) -> (loss, gradient)`` at the trial point ``theta + a d``.
@@ -435,3 +437,44 @@ def make_line_search(
         return fn(phi, f0, g0_dot_d, step0, d=d, **bound)
 
     return search
+
+
+def safe_step(g: Tensor) -> float:
+    """``min(1, 1/||g||_1)``: the trial step along ``-g`` without curvature information
+    (as in ``torch.optim.LBFGS``)."""
+    g1 = float(g.abs().sum())
+    return min(1.0, 1.0 / g1) if g1 > 0.0 and math.isfinite(g1) else 1.0
+
+
+def search_along(
+    line_search: Callable[..., LineSearchResult],
+    objective: Any,
+    theta: Tensor,
+    f: Tensor,
+    d: Tensor,
+    gtd: float,
+    step0: float,
+) -> tuple[LineSearchResult, Tensor | None]:
+    """Run a bound line search (see :func:`make_line_search`) from ``theta`` along ``d``.
+
+    ``phi(a) = objective.loss_and_grad(theta + a d)``.  Returns the result and the
+    accepted point (bitwise the point ``phi`` evaluated), or ``None`` when no step was
+    found or a weak step (sufficient decrease without the curvature condition, e.g.
+    when the evaluations ran out) does not lower ``f``: a step without progress is
+    never taken.  Shared by every line-search method of the engine.
+    """
+    last: dict[str, Any] = {}
+
+    def phi(a: float) -> tuple[Tensor, Tensor]:
+        x = torch.add(theta, d, alpha=a)
+        last["a"], last["x"] = a, x
+        return objective.loss_and_grad(x)
+
+    res = line_search(phi, f, gtd, step0, d=d)
+    if not res.found or not res.step > 0.0:
+        return res, None
+    if not res.success and not float(res.f_new) < float(f):
+        return res, None
+    if last.get("a") == res.step:
+        return res, last["x"]
+    return res, torch.add(theta, d, alpha=res.step)

@@ -87,8 +87,7 @@ import torch
 from torch import Tensor
 
 from .base import Method, Objective, StepInfo, interrupt_guard
-from .linesearch import LineSearchResult, make_line_search
-from .quasi_newton import _safe_step
+from .linesearch import LineSearchResult, make_line_search, safe_step, search_along
 
 __all__ = [
     "NonlinearCG",
@@ -249,15 +248,15 @@ class NonlinearCG(Method):
             if gtd == 0.0:  # zero gradient: a stationary point, nothing to do
                 return StepInfo(loss=f, grad=g, evals=evals)
             steepest, restart_kind = True, "descent"
-        safe_step = _safe_step(g)
-        step0 = self._trial_step(gtd, safe_step)
-        res, x_new = self._search(objective, theta, f, d, gtd, step0)
+        safe = safe_step(g)
+        step0 = self._trial_step(gtd, safe)
+        res, x_new = search_along(self.line_search, objective, theta, f, d, gtd, step0)
         evals += res.evals
-        if x_new is None and not (steepest and step0 == safe_step):
+        if x_new is None and not (steepest and step0 == safe):
             # retry once along -g with the safe trial step
             d, gtd = g.neg(), -float(torch.dot(g, g))
             steepest, restart_kind = True, "line_search"
-            res, x_new = self._search(objective, theta, f, d, gtd, safe_step)
+            res, x_new = search_along(self.line_search, objective, theta, f, d, gtd, safe)
             evals += res.evals
         if x_new is None:
             return StepInfo(loss=f, grad=g, evals=evals, failed="line_search_failed")
@@ -314,25 +313,6 @@ class NonlinearCG(Method):
         step0 = prev_step * ratio
         return step0 if step0 > 0.0 and math.isfinite(step0) else safe_step
 
-    def _search(
-        self, objective: Objective, theta: Tensor, f: Tensor, d: Tensor, gtd: float, step0: float
-    ) -> tuple[LineSearchResult, Tensor | None]:
-        """Run the line search along ``d``; return its result and the accepted point."""
-        last: dict[str, Any] = {}
-
-        def phi(a: float) -> tuple[Tensor, Tensor]:
-            x = torch.add(theta, d, alpha=a)
-            last["a"], last["x"] = a, x
-            return objective.loss_and_grad(x)
-
-        res = self.line_search(phi, f, gtd, step0, d=d)
-        if not res.found or not res.step > 0.0:
-            return res, None
-        if not res.success and not float(res.f_new) < float(f):
-            return res, None  # a weak step must at least decrease f (else: no progress)
-        if last.get("a") == res.step:
-            return res, last["x"]
-        return res, torch.add(theta, d, alpha=res.step)  # bitwise the point phi evaluated
 
 
 class NCGFletcherReeves(NonlinearCG):

@@ -76,7 +76,7 @@ import torch
 from torch import Tensor
 
 from .base import Method, Objective, StepInfo, interrupt_guard, is_finite
-from .linesearch import LineSearchResult, make_line_search
+from .linesearch import LineSearchResult, make_line_search, safe_step, search_along
 
 __all__ = ["HessianFreeNewton", "NewtonCG", "NewtonCR"]
 
@@ -193,13 +193,14 @@ class HessianFreeNewton(Method):
         if not gtd < 0.0:  # non-finite Krylov result or not a descent direction
             p, gtd, steepest = g.neg(), -gg, True
         info["steepest"] = steepest
-        safe = _safe_step(g)
-        res, x_new = self._search(objective, theta, f, p, gtd, safe if steepest else 1.0)
+        safe = safe_step(g)
+        step0 = safe if steepest else 1.0
+        res, x_new = search_along(self.line_search, objective, theta, f, p, gtd, step0)
         evals += res.evals
         if x_new is None and not steepest:  # retry once along -g
             p, gtd, steepest = g.neg(), -gg, True
             info["steepest"] = info["retried"] = True
-            res, x_new = self._search(objective, theta, f, p, gtd, safe)
+            res, x_new = search_along(self.line_search, objective, theta, f, p, gtd, safe)
             evals += res.evals
         if x_new is None:
             return StepInfo(loss=f, grad=g, evals=evals, failed="line_search_failed")
@@ -221,25 +222,6 @@ class HessianFreeNewton(Method):
             st["iteration"] += 1
         return StepInfo(loss=f_new, grad=g_new, evals=evals)
 
-    def _search(
-        self, objective: Objective, theta: Tensor, f: Tensor, d: Tensor, gtd: float, step0: float
-    ) -> tuple[LineSearchResult, Tensor | None]:
-        """Run the line search along ``d``; return its result and the accepted point."""
-        last: dict[str, Any] = {}
-
-        def phi(a: float) -> tuple[Tensor, Tensor]:
-            x = torch.add(theta, d, alpha=a)
-            last["a"], last["x"] = a, x
-            return objective.loss_and_grad(x)
-
-        res = self.line_search(phi, f, gtd, step0, d=d)
-        if not res.found or not res.step > 0.0:
-            return res, None
-        if not res.success and not float(res.f_new) < float(f):
-            return res, None  # a weak step must at least decrease f
-        if last.get("a") == res.step:
-            return res, last["x"]
-        return res, torch.add(theta, d, alpha=res.step)  # bitwise the point phi evaluated
 
 
 class NewtonCG(HessianFreeNewton):
@@ -382,8 +364,3 @@ class NewtonCR(HessianFreeNewton):
             return g.neg(), info
         return p, info
 
-
-def _safe_step(g: Tensor) -> float:
-    """``min(1, 1/||g||_1)``: the trial step along ``-g`` without curvature information."""
-    g1 = float(g.abs().sum())
-    return min(1.0, 1.0 / g1) if g1 > 0.0 and math.isfinite(g1) else 1.0

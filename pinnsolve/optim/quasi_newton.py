@@ -52,7 +52,7 @@ import torch
 from torch import Tensor
 
 from .base import Method, Objective, StepInfo, interrupt_guard
-from .linesearch import LineSearchResult, make_line_search
+from .linesearch import LineSearchResult, make_line_search, search_along
 
 __all__ = ["QuasiNewton", "SKIP"]
 
@@ -143,20 +143,21 @@ class QuasiNewton(Method):
         reset = not self._has_curvature()  # True: no curvature information is used
         d = self.direction(g)
         if reset:  # d = -g: phi'(0) and the safe trial step in one host sync
-            gtd, safe_step = _descent_and_safe_step(g, d)
+            gtd, safe = _descent_and_safe_step(g, d)
         else:
-            gtd, safe_step = float(torch.dot(g, d)), None
+            gtd, safe = float(torch.dot(g, d)), None
         if not gtd < 0.0:  # not a descent direction (or non-finite): steepest descent
             reset, d = True, g.neg()
-            gtd, safe_step = _descent_and_safe_step(g, d)
+            gtd, safe = _descent_and_safe_step(g, d)
             if gtd == 0.0:  # zero gradient: a stationary point, nothing to do
                 return StepInfo(loss=f, grad=g, evals=evals)
-        res, x_new = self._search(objective, theta, f, d, gtd, safe_step if reset else 1.0)
+        step0 = safe if reset else 1.0
+        res, x_new = search_along(self.line_search, objective, theta, f, d, gtd, step0)
         evals += res.evals
         if x_new is None and not reset:  # retry once with the curvature information dropped
             reset, d = True, g.neg()
-            gtd, safe_step = _descent_and_safe_step(g, d)
-            res, x_new = self._search(objective, theta, f, d, gtd, safe_step)
+            gtd, safe = _descent_and_safe_step(g, d)
+            res, x_new = search_along(self.line_search, objective, theta, f, d, gtd, safe)
             evals += res.evals
         if x_new is None:
             return StepInfo(loss=f, grad=g, evals=evals, failed="line_search_failed")
@@ -200,25 +201,6 @@ class QuasiNewton(Method):
             st["iteration"] += 1
         return StepInfo(loss=f_new, grad=g_new, evals=evals)
 
-    def _search(
-        self, objective: Objective, theta: Tensor, f: Tensor, d: Tensor, gtd: float, step0: float
-    ) -> tuple[LineSearchResult, Tensor | None]:
-        """Run the line search along ``d``; return its result and the accepted point."""
-        last: dict[str, Any] = {}
-
-        def phi(a: float) -> tuple[Tensor, Tensor]:
-            x = torch.add(theta, d, alpha=a)
-            last["a"], last["x"] = a, x
-            return objective.loss_and_grad(x)
-
-        res = self.line_search(phi, f, gtd, step0, d=d)
-        if not res.found or not res.step > 0.0:
-            return res, None
-        if not res.success and not float(res.f_new) < float(f):
-            return res, None  # a weak step must at least decrease f (else: no progress)
-        if last.get("a") == res.step:
-            return res, last["x"]
-        return res, torch.add(theta, d, alpha=res.step)  # bitwise the point phi evaluated
 
 
 def _descent_and_safe_step(g: Tensor, d: Tensor) -> tuple[float, float]:
@@ -226,8 +208,3 @@ def _descent_and_safe_step(g: Tensor, d: Tensor) -> tuple[float, float]:
     gtd, g1 = torch.stack((torch.dot(g, d), g.abs().sum())).tolist()
     return gtd, (min(1.0, 1.0 / g1) if g1 > 0.0 and math.isfinite(g1) else 1.0)
 
-
-def _safe_step(g: Tensor) -> float:
-    """``min(1, 1/||g||_1)``: the trial step along ``-g`` without curvature information."""
-    g1 = float(g.abs().sum())
-    return min(1.0, 1.0 / g1) if g1 > 0.0 and math.isfinite(g1) else 1.0
