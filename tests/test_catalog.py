@@ -26,14 +26,6 @@ pi = math.pi
 NEW = [n for n in CATALOG if n != "burgers"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def make(name, **kw):
     return load(name).make_problem(**kw)
 

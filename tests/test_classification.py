@@ -21,16 +21,6 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 needs_data = pytest.mark.skipif(not SHARED.is_dir(), reason="shared datasets not present")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: tiny problems, and the machine is shared (oversubscription
-    made these tests 50x slower under load)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def write_idx(path: Path, arr: np.ndarray) -> None:
     arr = np.asarray(arr, dtype=np.uint8)
     head = bytes([0, 0, 0x08, arr.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in arr.shape)

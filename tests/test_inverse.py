@@ -17,14 +17,6 @@ from pinnsolve.problems.burgers import make_observations
 from pinnsolve.train import Stage, Trainer
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def heat_exact(z, k=0.1):
     return np.exp(-k * np.pi**2 * z[:, 1:]) * np.sin(np.pi * z[:, :1])
 

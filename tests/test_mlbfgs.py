@@ -14,14 +14,6 @@ from pinnsolve.optim.lbfgs import Blocks, history_direction, new_history, push_p
 from pinnsolve.optim.mlbfgs import damping
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def problem():
     return LogisticRegression(n_samples=400, dim=10, lam=1e-2, seed=0)

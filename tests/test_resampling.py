@@ -14,14 +14,6 @@ from pinnsolve.train import Stage, Trainer
 from pinnsolve.weighting import Annealing
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def make_objective(points=64):
     problem = make_problem(nu=0.1, points=points, boundary_points=16, initial_points=16)
     model = MLP(2, 1, (8,), lows=[-1, 0], highs=[1, 1], seed=0)

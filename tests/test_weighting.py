@@ -12,14 +12,6 @@ from pinnsolve.train import Stage, Trainer
 from pinnsolve.weighting import Annealing, FixedWeights
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def make_objective():
     problem = make_problem(nu=0.1, points=64, boundary_points=16, initial_points=16)
     return problem.compile(MLP(2, 1, (8,), lows=[-1, 0], highs=[1, 1], seed=0), seed=0)
