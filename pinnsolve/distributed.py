@@ -74,6 +74,7 @@ from .objective import FunctionObjective
 __all__ = [
     "DistInfo",
     "ShardedObjective",
+    "assign_blocks",
     "block_partition",
     "init_distributed",
     "is_distributed",
@@ -169,16 +170,65 @@ def shard_range(n: int, rank: int, world: int) -> tuple[int, int]:
     return n * rank // world, n * (rank + 1) // world
 
 
-def block_partition(n_params: int, world: int) -> list[tuple[int, int]]:
-    """Contiguous parameter blocks ``[(start, stop), ...]``, one per rank.
+def block_partition(
+    n_params: int, world: int, sizes: list[int] | None = None
+) -> list[tuple[int, int]]:
+    """Contiguous parameter ranges ``[(start, stop), ...]``, one per rank.
 
-    The extension point for block-wise (mL-)BFGS across ranks: rank ``p`` keeps the
-    curvature pairs restricted to ``theta[start_p:stop_p]`` and computes that part of
-    the search direction; the full direction is assembled with
-    ``torch.distributed.all_gather_into_tensor`` (blocks padded to equal length), and
-    the method's ``state_dict`` holds only the rank's own block.
+    Without ``sizes``: equal shares (:func:`shard_range`).  With the sizes of the
+    method's curvature blocks (summing to ``n_params``), every range is a union of
+    whole blocks, balanced by :func:`assign_blocks`.  Block-wise mL-BFGS across ranks
+    (:class:`~pinnsolve.optim.mlbfgs.MLBFGS`) keeps on rank ``p`` only the curvature
+    pairs restricted to ``theta[start_p:stop_p]``, computes that part of the search
+    direction and assembles the full one with ``all_gather`` (chunks padded to equal
+    length); the method's ``state_dict`` holds only the rank's own blocks.
     """
-    return [shard_range(n_params, p, world) for p in range(world)]
+    if sizes is None:
+        return [shard_range(n_params, p, world) for p in range(world)]
+    if sum(sizes) != n_params:
+        raise ValueError(f"block sizes sum to {sum(sizes)}, not n_params = {n_params}")
+    offsets = [0]
+    for b in sizes:
+        offsets.append(offsets[-1] + int(b))
+    return [(offsets[a], offsets[b]) for a, b in assign_blocks(sizes, world)]
+
+
+def assign_blocks(sizes: list[int], world: int) -> list[tuple[int, int]]:
+    """Contiguous groups of blocks ``[(first, stop), ...]`` (block indices), one per rank,
+    minimising the largest group's total size.
+
+    The work and memory of a block's L-BFGS history grow with its size (``2 m n_b``
+    numbers, a few passes over them per iteration), so the balanced assignment solves
+    the linear-partition problem :math:`\\min \\max_p \\sum_{b \\in G_p} n_b` over
+    contiguous groups exactly by dynamic programming (``O(P B^2)`` for ``B`` blocks on
+    ``P`` ranks).  With fewer blocks than ranks some groups are empty: those ranks own
+    no history and only take part in the gather.
+    """
+    if isinstance(world, bool) or not isinstance(world, int) or world < 1:
+        raise ValueError(f"world size must be a positive integer, got {world!r}")
+    sizes = [int(b) for b in sizes]
+    if not sizes or any(b <= 0 for b in sizes):
+        raise ValueError(f"block sizes must be positive, got {sizes}")
+    nb = len(sizes)
+    prefix = [0]
+    for b in sizes:
+        prefix.append(prefix[-1] + b)
+    inf = float("inf")
+    best = [[inf] * (nb + 1) for _ in range(world + 1)]
+    cut = [[0] * (nb + 1) for _ in range(world + 1)]
+    best[0][0] = 0
+    for p in range(1, world + 1):
+        for j in range(nb + 1):
+            for i in range(j + 1):  # group p holds blocks [i, j)
+                v = max(best[p - 1][i], prefix[j] - prefix[i])
+                if v <= best[p][j]:  # ties: the later cut, so empty groups come last
+                    best[p][j], cut[p][j] = v, i
+    groups, j = [], nb
+    for p in range(world, 0, -1):
+        i = cut[p][j]
+        groups.append((i, j))
+        j = i
+    return groups[::-1]
 
 
 class ShardedObjective:
