@@ -580,6 +580,9 @@ def train_and_report(problem: Any, args: argparse.Namespace, config: dict[str, A
         if args.adaptive != "none" or args.weighting != "fixed":
             raise UsageError("--adaptive and --weighting annealing run in one process only "
                              "(they are not sharded across ranks yet)")
+        if args.batch_size is not None:
+            raise UsageError("--batch-size runs in one process only (mini-batches are not "
+                             "sharded across ranks yet)")
         objective = ShardedObjective(objective)
         objective.set_budget(max_time)
         callbacks, max_time = [objective.stop_callback()], None

@@ -221,6 +221,12 @@ class MLBFGS(StochasticMethod, Method):
             self._blocks = (key, Blocks(list(sizes), theta.numel(), theta.device), local)
         return self._blocks[1], self._blocks[2]
 
+    @property
+    def per_rank_state(self) -> bool:
+        """True when the history is split across ranks: every rank's ``state_dict`` is
+        its own (the Trainer then writes one checkpoint file per rank)."""
+        return int(self.state.get("world", 1)) > 1
+
     def block_history(self, b: int) -> dict[str, Any]:
         """Views of block ``b``'s history: its columns of the pairs and its small matrices.
 
