@@ -136,3 +136,48 @@ def test_full_batch_only_on_several_ranks(monkeypatch):
     method.state.update(world=2)
     with pytest.raises(ValueError, match="batch_size=16 is not sharded"):
         method.step(obj, theta)
+
+
+@pytest.mark.slow  # three torchrun launches: ~15 s quiet, ~45 s under load
+def test_cli_nproc_two_checkpoints_per_rank_and_resumes(tmp_path):
+    """``pinnsolve burgers --optimizer mlbfgs --nproc 2``: the same final loss as one
+    process, per-rank checkpoint files, and a 2-rank resume continuing identically."""
+    import contextlib
+    import io
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from pinnsolve.cli import main
+
+    args = ["burgers", "--nu", "0.1", "--points", "128", "--layers", "8,8", "--optimizer",
+            "mlbfgs", "--lr", "0.01", "--json", "--quiet", "--threads", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def two(*extra):
+        run = subprocess.run([sys.executable, "-m", "pinnsolve", *args, "--nproc", "2", *extra],
+                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stderr[-2000:]
+        return json.loads(run.stdout.strip().splitlines()[-1])
+
+    full = two("--max-iter", "40")
+    two("--max-iter", "20", "--checkpoint", "half.h5")
+    assert (tmp_path / "half.h5").is_file() and (tmp_path / "half.rank1.h5").is_file()
+    resumed = two("--max-iter", "40", "--resume", "half.h5")
+    assert resumed["iterations"] == full["iterations"] == 40
+    assert resumed["final_loss"] == full["final_loss"]
+    buf, cwd = io.StringIO(), os.getcwd()
+    try:
+        os.chdir(tmp_path)
+        with contextlib.redirect_stdout(buf):
+            assert main([*args, "--max-iter", "40"]) == 0
+        with contextlib.redirect_stderr(io.StringIO()) as err, \
+                pytest.raises(SystemExit) as exit_:  # 1 rank cannot resume it
+            main([*args, "--max-iter", "40", "--resume", "half.h5"])
+        assert exit_.value.code == 2
+    finally:
+        os.chdir(cwd)
+    one = json.loads(buf.getvalue().strip().splitlines()[-1])
+    assert abs(full["final_loss"] - one["final_loss"]) <= 1e-10 * one["final_loss"]
+    assert "split across 2 ranks" in err.getvalue()
