@@ -537,6 +537,9 @@ def train_and_report(problem: Any, args: argparse.Namespace, config: dict[str, A
     from .train import Trainer
 
     device = _check_run_options(args)
+    if (args.nproc > 1 or launched_by_torchrun()) and args.batch_size is not None:
+        raise UsageError("--batch-size runs in one process only (mini-batches are not "
+                         "sharded across ranks yet)")
     if args.nproc > 1 and not launched_by_torchrun():
         return relaunch(args.argv, args.nproc, args.threads)
     ranks = setup_cli_rank(args)  # rank 0 of 1 outside torchrun

@@ -25,10 +25,12 @@ of the floating-point additions, every rank holds the same bits after the reduct
 every optimizer of the engine takes the same decisions on every rank and runs
 unchanged.
 
-Communication: ``loss_and_grad`` packs the gradient, the loss and one control scalar
-(the stop vote, see below) into one buffer of ``n_params + 2`` numbers and reduces it
-with **one** ``all_reduce`` per evaluation (L-BFGS: one per line-search evaluation,
-usually one per iteration); ``loss`` reduces 2 numbers, ``hvp`` ``n_params``.
+Communication: ``loss_and_grad`` packs the gradient, the loss and two control scalars
+(the stop vote, see below, and the checkpoint vote of
+:meth:`ShardedObjective.agree_checkpoint`) into one buffer of ``n_params + 3`` numbers
+and reduces it with **one** ``all_reduce`` per evaluation (L-BFGS: one per line-search
+evaluation, usually one per iteration); ``loss`` reduces 3 numbers, ``hvp``
+``n_params``.
 
 Points and reproducibility: every rank draws the *same global* point sets from the
 same seed (``resample(seed)`` delegates to the wrapped objective, then keeps the
@@ -48,9 +50,14 @@ Not covered here
 * ``residuals(theta)`` (Levenberg-Marquardt's dense Jacobian) is not distributed: the
   right reduction is :math:`J^\\top J = \\sum_p J_p^\\top J_p`, which needs a hook in
   the method; :meth:`ShardedObjective.residuals` raises a clear ``TypeError``.
-* Block-wise mL-BFGS across ranks (each rank owns the curvature history of its block
-  of parameters, directions assembled with ``all_gather``) builds on
-  :func:`block_partition` and the rank helpers here; see that function.
+* Mini-batches (``sample_batch``, ``batch_loss_and_grad``, ``batch_hvp``) are not
+  sharded: on several ranks they raise a clear ``TypeError``.
+
+Block-wise mL-BFGS across ranks (each rank owns the curvature history of its
+parameter blocks, the direction assembled with ``all_gather``) lives in
+:class:`~pinnsolve.optim.mlbfgs.MLBFGS`, with :func:`assign_blocks` /
+:func:`block_partition` here; its per-rank state goes to per-rank checkpoint files
+(:func:`rank_path`, see :meth:`pinnsolve.train.Trainer.save`).
 
 Reference: the data-parallel scheme is the one of ``torch.nn.parallel.
 DistributedDataParallel`` (Li et al., "PyTorch Distributed: Experiences on
@@ -63,6 +70,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -74,12 +82,14 @@ from .objective import FunctionObjective
 __all__ = [
     "DistInfo",
     "ShardedObjective",
+    "assign_blocks",
     "block_partition",
     "init_distributed",
     "is_distributed",
     "is_main",
     "launched_by_torchrun",
     "rank",
+    "rank_path",
     "shard_range",
     "shutdown",
     "world_size",
@@ -169,16 +179,72 @@ def shard_range(n: int, rank: int, world: int) -> tuple[int, int]:
     return n * rank // world, n * (rank + 1) // world
 
 
-def block_partition(n_params: int, world: int) -> list[tuple[int, int]]:
-    """Contiguous parameter blocks ``[(start, stop), ...]``, one per rank.
+def rank_path(path: str | os.PathLike, rank: int) -> Path:
+    """``FILE.rankK.h5`` for ``FILE.h5``: where rank ``K > 0`` writes its part of a
+    checkpoint whose method state is split across ranks (rank 0 writes ``FILE.h5``)."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.rank{int(rank)}{path.suffix}")
 
-    The extension point for block-wise (mL-)BFGS across ranks: rank ``p`` keeps the
-    curvature pairs restricted to ``theta[start_p:stop_p]`` and computes that part of
-    the search direction; the full direction is assembled with
-    ``torch.distributed.all_gather_into_tensor`` (blocks padded to equal length), and
-    the method's ``state_dict`` holds only the rank's own block.
+
+def block_partition(
+    n_params: int, world: int, sizes: list[int] | None = None
+) -> list[tuple[int, int]]:
+    """Contiguous parameter ranges ``[(start, stop), ...]``, one per rank.
+
+    Without ``sizes``: equal shares (:func:`shard_range`).  With the sizes of the
+    method's curvature blocks (summing to ``n_params``), every range is a union of
+    whole blocks, balanced by :func:`assign_blocks`.  Block-wise mL-BFGS across ranks
+    (:class:`~pinnsolve.optim.mlbfgs.MLBFGS`) keeps on rank ``p`` only the curvature
+    pairs restricted to ``theta[start_p:stop_p]``, computes that part of the search
+    direction and assembles the full one with ``all_gather`` (chunks padded to equal
+    length); the method's ``state_dict`` holds only the rank's own blocks.
     """
-    return [shard_range(n_params, p, world) for p in range(world)]
+    if sizes is None:
+        return [shard_range(n_params, p, world) for p in range(world)]
+    if sum(sizes) != n_params:
+        raise ValueError(f"block sizes sum to {sum(sizes)}, not n_params = {n_params}")
+    offsets = [0]
+    for b in sizes:
+        offsets.append(offsets[-1] + int(b))
+    return [(offsets[a], offsets[b]) for a, b in assign_blocks(sizes, world)]
+
+
+def assign_blocks(sizes: list[int], world: int) -> list[tuple[int, int]]:
+    """Contiguous groups of blocks ``[(first, stop), ...]`` (block indices), one per rank,
+    minimising the largest group's total size.
+
+    The work and memory of a block's L-BFGS history grow with its size (``2 m n_b``
+    numbers, a few passes over them per iteration), so the balanced assignment solves
+    the linear-partition problem :math:`\\min \\max_p \\sum_{b \\in G_p} n_b` over
+    contiguous groups exactly by dynamic programming (``O(P B^2)`` for ``B`` blocks on
+    ``P`` ranks).  With fewer blocks than ranks some groups are empty: those ranks own
+    no history and only take part in the gather.
+    """
+    if isinstance(world, bool) or not isinstance(world, int) or world < 1:
+        raise ValueError(f"world size must be a positive integer, got {world!r}")
+    sizes = [int(b) for b in sizes]
+    if not sizes or any(b <= 0 for b in sizes):
+        raise ValueError(f"block sizes must be positive, got {sizes}")
+    nb = len(sizes)
+    prefix = [0]
+    for b in sizes:
+        prefix.append(prefix[-1] + b)
+    inf = float("inf")
+    best = [[inf] * (nb + 1) for _ in range(world + 1)]
+    cut = [[0] * (nb + 1) for _ in range(world + 1)]
+    best[0][0] = 0
+    for p in range(1, world + 1):
+        for j in range(nb + 1):
+            for i in range(j + 1):  # group p holds blocks [i, j)
+                v = max(best[p - 1][i], prefix[j] - prefix[i])
+                if v <= best[p][j]:  # ties: the later cut, so empty groups come last
+                    best[p][j], cut[p][j] = v, i
+    groups, j = [], nb
+    for p in range(world, 0, -1):
+        i = cut[p][j]
+        groups.append((i, j))
+        j = i
+    return groups[::-1]
 
 
 class ShardedObjective:
@@ -213,6 +279,8 @@ class ShardedObjective:
         self._local = FunctionObjective(self._local_loss)
         self.deadline: float | None = None
         self.stop_requested = False
+        self.checkpoint_agreed = False
+        self._checkpoint_vote = False
         self._shard()
         if self.world > 1:  # start from bitwise the same parameters everywhere
             theta = objective.initial_theta()
@@ -267,23 +335,29 @@ class ShardedObjective:
     def _vote(self) -> float:
         return 1.0 if self.deadline is not None and time.perf_counter() >= self.deadline else 0.0
 
+    def _votes(self, like: Tensor) -> Tensor:
+        """The control scalars carried by every reduction: stop vote, checkpoint vote."""
+        return like.new_tensor([self._vote(), float(self._checkpoint_vote)])
+
+    def _read_votes(self, votes: Tensor) -> None:
+        self.stop_requested = bool(votes[0] > 0)
+        self.checkpoint_agreed = bool(votes[1] > 0)
+
     # -- the collective objective --------------------------------------------------------
 
     def loss(self, theta: Tensor) -> Tensor:
         """:math:`L(\\theta)` (one ``all_reduce`` of 2 numbers)."""
         loss = self._local.loss(theta)
-        buf = torch.stack((loss, loss.new_tensor(self._vote())))
-        buf = self._reduce(buf)
-        self.stop_requested = bool(buf[1] > 0)
+        buf = self._reduce(torch.cat((loss.reshape(1), self._votes(loss))))
+        self._read_votes(buf[1:])
         return buf[0]
 
     def loss_and_grad(self, theta: Tensor) -> tuple[Tensor, Tensor]:
         """:math:`L` and :math:`\\nabla L`, packed into one ``all_reduce``."""
         loss, g = self._local.loss_and_grad(theta)
-        buf = torch.cat((g, loss.reshape(1), g.new_tensor([self._vote()])))
-        buf = self._reduce(buf)
-        self.stop_requested = bool(buf[-1] > 0)
+        buf = self._reduce(torch.cat((g, loss.reshape(1), self._votes(g))))
         n = g.numel()
+        self._read_votes(buf[n + 1:])
         return buf[n], buf[:n]
 
     def hvp(self, theta: Tensor, v: Tensor) -> Tensor:
@@ -317,6 +391,45 @@ class ShardedObjective:
     def stop_callback(self) -> Callable[..., bool]:
         """A Trainer/minimize callback ending the run on every rank once a rank voted."""
         return lambda theta, progress, method: self.stop_requested
+
+    def agree_checkpoint(self, due: bool) -> bool:
+        """Whether to write a checkpoint now: the same answer on every rank.
+
+        Called by the Trainer once per iteration with this rank's own clock test
+        (``due``).  A rank that is due votes in the next reductions (the second control
+        scalar, no extra communication); once a reduction carried a vote, every rank
+        answers True at the same iteration and the votes are cleared.  So periodic
+        checkpoints are written one iteration after the first rank's clock ran out, by
+        all ranks together (which per-rank checkpoint files need).
+        """
+        if self.world == 1:
+            return due
+        if self.checkpoint_agreed:
+            self.checkpoint_agreed = self._checkpoint_vote = False
+            return True
+        self._checkpoint_vote = self._checkpoint_vote or bool(due)
+        return False
+
+    # -- mini-batches: not sharded ---------------------------------------------------------
+
+    def _no_batches(self, what: str) -> None:
+        if self.world > 1:
+            raise TypeError(
+                f"{what}: mini-batches are not sharded across ranks (each rank would draw "
+                f"its own batch and the ranks would diverge); use a full-batch optimizer "
+                f"or one process")
+
+    def sample_batch(self, size: int, generator: torch.Generator) -> Tensor:
+        self._no_batches("sample_batch")
+        return self.inner.sample_batch(size, generator)
+
+    def batch_loss_and_grad(self, theta: Tensor, idx: Tensor) -> tuple[Tensor, Tensor]:
+        self._no_batches("batch_loss_and_grad")
+        return self.inner.batch_loss_and_grad(theta, idx)
+
+    def batch_hvp(self, theta: Tensor, v: Tensor, idx: Tensor) -> Tensor:
+        self._no_batches("batch_hvp")
+        return self.inner.batch_hvp(theta, v, idx)
 
 
 # -- the command line ------------------------------------------------------------------
@@ -352,15 +465,17 @@ def relaunch(argv: list[str], nproc: int, threads: int | None = None) -> int:
 def setup_cli_rank(args: Any) -> DistInfo:
     """Join the process group under torchrun and make every rank but 0 silent.
 
-    On ranks > 0 the output options (``out``, ``plot``, ``checkpoint``) are cleared,
-    the progress bar is off and stdout goes to ``os.devnull``; stderr stays, so errors
-    on any rank surface (torchrun then stops the others and reports the failed rank).
+    On ranks > 0 the output options ``out`` and ``plot`` are cleared (``checkpoint``
+    stays: the Trainer writes nothing there on ranks > 0 except a method's per-rank
+    state, ``FILE.rankK.h5``), the progress bar is off and stdout goes to
+    ``os.devnull``; stderr stays, so errors on any rank surface (torchrun then stops
+    the others and reports the failed rank).
     """
     import sys
 
     info = init_distributed(args.device)
     if info.rank > 0:
-        args.out = args.plot = args.checkpoint = None
+        args.out = args.plot = None  # --checkpoint stays: see Trainer.save (rank files)
         args.json = False
         args.quiet = True
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process

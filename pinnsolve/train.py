@@ -275,7 +275,20 @@ class Trainer:
         }
 
     def save(self, path: Path, theta: Tensor, stage: int, p: Progress, done: list[Result]):
-        save_checkpoint(path, self._state(theta, stage, p, done))
+        """Write the checkpoint: ``path`` on rank 0 and, for a method whose state is split
+        across ranks (``method.per_rank_state``, e.g. mL-BFGS's block-wise history),
+        ``FILE.rankK.h5`` next to it on every rank ``K > 0`` (each file atomically, each
+        rank's full checkpoint with its own method state); other ranks write nothing."""
+        from .distributed import rank, rank_path, world_size
+
+        state = self._state(theta, stage, p, done)
+        if getattr(self.stages[stage].method, "per_rank_state", False):
+            state["rank_files"] = world_size()
+            if rank() > 0:
+                path = rank_path(path, rank())
+        elif rank() > 0:
+            return
+        save_checkpoint(path, state)
 
     # -- the run -----------------------------------------------------------------------
 
@@ -324,7 +337,11 @@ class Trainer:
                         p.function_evals += info.evals
                         p.loss, p.grad_norm = float(info.loss), float(info.grad.abs().max())
                     now = time.perf_counter()
-                    if self.checkpoint and now - last_save >= self.checkpoint_every:
+                    due = bool(self.checkpoint) and now - last_save >= self.checkpoint_every
+                    agree = getattr(obj, "agree_checkpoint", None)  # across ranks
+                    if agree is not None:
+                        due = agree(due)
+                    if due:
                         self.save(self.checkpoint, th, index, p, done)
                         last_save = now
                     return any(cb(th, p, method) for cb in self.callbacks)
@@ -374,6 +391,7 @@ class Trainer:
 
     def _resume(self, path: Path, theta: Tensor) -> tuple[int, Progress, list[Result], Any]:
         state = load_checkpoint(path, device=theta.device)
+        state = _rank_checkpoint(path, state, theta.device)
         for key in sorted(set(state["config"]) | set(self.config)):
             if key in RESUMABLE_CHANGES:
                 continue
@@ -408,6 +426,36 @@ class Trainer:
         self.history = {k: [float(x) for x in v] for k, v in state["history"].items()}
         done = [Result(theta=theta, **r) for r in state["finished"]]
         return stage, progress, done, state.get("adapt")
+
+
+def _rank_checkpoint(path: Path, state: dict[str, Any], device: torch.device) -> dict:
+    """This rank's checkpoint: ``state`` (rank 0's, from ``path``) or, when the method's
+    state was split across ranks, ``FILE.rankK.h5``, checked against rank 0's."""
+    from .distributed import rank, rank_path, world_size
+
+    saved_world = int(state.get("rank_files", 1))
+    if saved_world == 1:
+        return state
+    if saved_world != world_size():
+        raise ValueError(
+            f"checkpoint {path} holds a {state['method']!r} state split across "
+            f"{saved_world} ranks (files {path} and {rank_path(path, 1).name}, ...); "
+            f"resume it on {saved_world} ranks, not {world_size()}")
+    if rank() == 0:
+        return state
+    own = rank_path(path, rank())
+    if not own.is_file():
+        raise ValueError(f"checkpoint {path} needs its rank file {own}, which is missing")
+    mine = load_checkpoint(own, device=device)
+    where = ("stage", "method")
+    if any(mine.get(k) != state.get(k) for k in where) or (
+        mine["progress"]["iteration"] != state["progress"]["iteration"]
+    ):
+        raise ValueError(
+            f"checkpoint files {path} and {own} are from different iterations "
+            f"({state['progress']['iteration']} and {mine['progress']['iteration']}); "
+            f"they were not written together")
+    return mine
 
 
 def set_parameters(objective: Any, values: dict[str, float]) -> None:

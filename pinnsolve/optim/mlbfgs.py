@@ -38,8 +38,28 @@ history: :math:`\\mu`, :math:`\\tau`, :math:`\\gamma` and the L-BFGS matrices ar
 per block, so :math:`H_k` is block diagonal.  All blocks are processed together with
 vectorised segment sums (:class:`~pinnsolve.optim.lbfgs.Blocks`); the state of block
 ``b`` is the column slice of the shared pair buffer plus ``SY[b]``, ``YY[b]``,
-``gamma[b]`` (see :meth:`MLBFGS.block_history`), the part one worker would own in
-the distributed version.
+``gamma[b]`` (see :meth:`MLBFGS.block_history`).
+
+**Across ranks** (the paper's distributed scheme, Sec. 4).  Inside a
+``torch.distributed`` process group of ``P > 1`` ranks, all holding the same
+``theta`` and the same (all-reduced) gradient -- e.g. with a
+:class:`~pinnsolve.distributed.ShardedObjective` -- the blocks are assigned to ranks
+in contiguous groups balanced by size (:func:`~pinnsolve.distributed.assign_blocks`),
+and rank ``p`` keeps **only the history of its blocks** (``2 m n_p`` numbers for its
+``n_p`` parameters instead of ``2 m n``).  Per iteration it computes its part
+:math:`d^{(p)} = -H^{(p)} g^{(p)}` of the block-diagonal direction, and one
+``all_gather`` of the parts (padded to the longest) assembles :math:`d` on every
+rank.  Everything else -- the averages :math:`M^\\theta, M^g`, the pair
+:math:`(s, \\hat y)` with its damping (``O(n)`` work every ``T`` iterations), the
+momentum ``b`` and the step -- is **replicated**: cheap vectors computed identically
+on every rank, so all ranks take the same decisions (a pair is skipped everywhere or
+nowhere) without further communication.  One process is the case ``P = 1`` of the
+same code (the one rank owns every block; no gather), so ``P`` ranks reproduce the
+1-process iterates up to the rounding of the gradient's all-reduce.  The state is
+per rank (its blocks' history, ``owned``, ``spans``, ``world``, ``rank``); it loads
+only on the same rank of the same world size (a clear error otherwise).  Mini-batches
+(``batch_size``) are not sharded across ranks: with ``P > 1`` the method needs the
+full-batch gradient.
 """
 
 from __future__ import annotations
@@ -48,8 +68,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import Tensor
 
+from ..distributed import assign_blocks, block_partition
 from .base import Method, Objective, StepInfo, StochasticMethod, interrupt_guard, is_finite
 from .lbfgs import Blocks, history_direction, new_history, push_pair
 
@@ -105,8 +127,11 @@ class MLBFGS(StochasticMethod, Method):
     seed:
         seed of the batch generator (saved in the state).
 
-    State: ``hist`` (pair history with per-block ``SY``/``YY``/``gamma``, or the plain
-    one for ``blocks="none"``), ``block_sizes``, ``m_theta``, ``m_grad``, ``prev_theta``,
+    State: ``hist`` (this rank's pair history with per-block ``SY``/``YY``/``gamma``,
+    or the plain one for ``blocks="none"``; on one process: all blocks),
+    ``block_sizes`` (all blocks), ``owned`` (``[first, stop)``: this rank's blocks),
+    ``spans`` (every rank's parameter range ``[start, stop)``), ``world``, ``rank``,
+    ``m_theta``, ``m_grad``, ``m_grad``, ``prev_theta``,
     ``prev_grad`` (averages now and at the last pair), ``buf`` (momentum), ``iteration``,
     ``pairs_stored``, ``skipped`` (pairs with :math:`s = 0` in some block),
     ``damped`` (block pairs with :math:`\\tau \\ne \\tau_0`), ``sample_grads``, ``loss``,
@@ -161,9 +186,9 @@ class MLBFGS(StochasticMethod, Method):
             raise ValueError(f"min_cos must be in [0, 1), got {min_cos}")
         self.min_cos = float(min_cos)
         self.seed = int(seed)
-        self._blocks: Blocks | None = None
+        self._blocks: tuple[Any, Blocks, Blocks | None] | None = None
 
-    # -- blocks ------------------------------------------------------------------------
+    # -- blocks and their ranks --------------------------------------------------------
 
     def _block_sizes(self, objective: Any, n: int) -> list[int] | None:
         """The block sizes for ``objective`` (``None``: non-block)."""
@@ -174,40 +199,107 @@ class MLBFGS(StochasticMethod, Method):
             return list(sizes(self.blocks)) if callable(sizes) else [n]
         return list(self.blocks)
 
-    def _partition(self, theta: Tensor) -> Blocks | None:
-        sizes = self.state.get("block_sizes")
+    @staticmethod
+    def _group(objective: Any) -> tuple[Any, int, int]:
+        """``(group, rank, world)``: the objective's process group (``group`` attribute,
+        default the world) inside an initialized ``torch.distributed`` group, else 1 rank."""
+        if not (dist.is_available() and dist.is_initialized()):
+            return None, 0, 1
+        group = getattr(objective, "group", None)
+        return group, dist.get_rank(group), dist.get_world_size(group)
+
+    def _partition(self, theta: Tensor) -> tuple[Blocks | None, Blocks | None]:
+        """``(all blocks, this rank's blocks)`` (``None``: non-block, or no blocks here)."""
+        sizes, st = self.state.get("block_sizes"), self.state
         if sizes is None:
-            return None
-        b = self._blocks
-        if b is None or b.sizes != list(sizes) or b.ids.device != theta.device:
-            b = self._blocks = Blocks(list(sizes), theta.numel(), theta.device)
-        return b
+            return None, None
+        key = (tuple(sizes), tuple(st["owned"]), theta.device)
+        if self._blocks is None or self._blocks[0] != key:
+            a, b = st["owned"]
+            lo, hi = st["spans"][st["rank"]]
+            local = Blocks(sizes[a:b], hi - lo, theta.device) if b > a else None
+            self._blocks = (key, Blocks(list(sizes), theta.numel(), theta.device), local)
+        return self._blocks[1], self._blocks[2]
+
+    @property
+    def per_rank_state(self) -> bool:
+        """True when the history is split across ranks: every rank's ``state_dict`` is
+        its own (the Trainer then writes one checkpoint file per rank)."""
+        return int(self.state.get("world", 1)) > 1
 
     def block_history(self, b: int) -> dict[str, Any]:
-        """Views of block ``b``'s history: its columns of the pairs and its small matrices."""
+        """Views of block ``b``'s history: its columns of the pairs and its small matrices.
+
+        Only for the blocks this rank owns (all of them on one process).
+        """
         st, hist = self.state, self.state["hist"]
+        first, stop = st["owned"]
+        if not first <= b < stop:
+            raise ValueError(f"block {b} is not held by rank {st['rank']} of {st['world']} "
+                             f"(it holds blocks {first} to {stop - 1})")
         sizes = st["block_sizes"] or [hist["pairs"].shape[2]]
-        lo = sum(sizes[:b])
+        lo = sum(sizes[first:b])
         if hist["SY"].dim() == 2:
             small = {"SY": hist["SY"], "YY": hist["YY"], "gamma": hist["gamma"]}
         else:
-            small = {"SY": hist["SY"][b], "YY": hist["YY"][b], "gamma": hist["gamma"][b]}
+            j = b - first
+            small = {"SY": hist["SY"][j], "YY": hist["YY"][j], "gamma": hist["gamma"][j]}
         return {"pairs": hist["pairs"][:, :, lo:lo + sizes[b]], **small,
                 "head": hist["head"], "count": hist["count"]}
+
+    def _check_layout(self, objective: Any, theta: Tensor) -> Any:
+        """This rank's process group; a clear error if the state is another rank's."""
+        group, rank, world = self._group(objective)
+        st = self.state
+        if "owned" not in st:  # a state saved before the history was split across ranks
+            sizes = st["block_sizes"]
+            st.update(owned=[0, 1 if sizes is None else len(sizes)],
+                      spans=[[0, theta.numel()]], world=1, rank=0)
+        if (st.get("world", 1), st.get("rank", 0)) != (world, rank):
+            raise ValueError(
+                f"this mL-BFGS state belongs to rank {st.get('rank', 0)} of "
+                f"{st.get('world', 1)}; it cannot continue on rank {rank} of {world} "
+                f"(the block-wise history is split across ranks: resume with the same "
+                f"number of ranks, each loading its own state)")
+        if world > 1 and self.batch_size is not None:
+            raise ValueError(
+                f"mlbfgs on {world} ranks needs the full-batch gradient (identical on every "
+                f"rank); batch_size={self.batch_size} is not sharded across ranks")
+        return group
+
+    def _assemble(self, part: Tensor, n: int, group: Any) -> Tensor:
+        """The full direction from every rank's part: one ``all_gather`` (padded)."""
+        spans, world = self.state["spans"], self.state["world"]
+        if world == 1:
+            return part
+        width = max(1, max(hi - lo for lo, hi in spans))
+        buf = part.new_zeros(width)
+        buf[: part.numel()] = part
+        chunks = [torch.empty_like(buf) for _ in range(world)]
+        dist.all_gather(chunks, buf, group=group)
+        return torch.cat([c[: hi - lo] for c, (lo, hi) in zip(chunks, spans)])
 
     # -- iteration ---------------------------------------------------------------------
 
     def start(self, objective: Objective, theta: Tensor) -> StepInfo:
         loss, grad = objective.loss_and_grad(theta)
-        sizes = self._block_sizes(objective, theta.numel())
+        n = theta.numel()
+        sizes = self._block_sizes(objective, n)
         if sizes is not None:
-            Blocks(sizes, theta.numel(), theta.device)  # validates the sizes
+            Blocks(sizes, n, theta.device)  # validates the sizes
+        _, rank, world = self._group(objective)
+        groups = assign_blocks(sizes or [n], world)
+        spans = block_partition(n, world, sizes or [n])
+        (a, b), (lo, hi) = groups[rank], spans[rank]
         self.state = {
             "loss": loss, "grad": grad, "iteration": 0, "pairs_stored": 0, "skipped": 0,
             "damped": 0, "sample_grads": int(getattr(objective, "n_samples", 1)),
-            "block_sizes": sizes,
-            "hist": new_history(self.history, theta, None if sizes is None else len(sizes)),
+            "block_sizes": sizes, "owned": [a, b], "spans": [list(r) for r in spans],
+            "world": world, "rank": rank,
+            "hist": new_history(self.history, theta[lo:hi],
+                                None if sizes is None else b - a),
         }
+        self._check_layout(objective, theta)
         return StepInfo(loss=loss, grad=grad, evals=1)
 
     def _pair(self, blocks: Blocks | None, s: Tensor, y: Tensor) -> tuple[Tensor | None, int]:
@@ -233,10 +325,12 @@ class MLBFGS(StochasticMethod, Method):
         if not self.state:
             self.start(objective, theta)
         st = self.state
+        group = self._check_layout(objective, theta)
         f, g, n = self.batch_grad(objective, theta, self.batch_size)
         if not is_finite(f, g):
             return StepInfo(loss=f, grad=g, evals=1, failed="non_finite")
-        blocks = self._partition(theta)
+        blocks, local = self._partition(theta)
+        lo, hi = st["spans"][st["rank"]]
         k = st["iteration"] + 1
         with torch.no_grad():
             if "m_theta" not in st:
@@ -249,16 +343,18 @@ class MLBFGS(StochasticMethod, Method):
             pair, damped, skipped = None, 0, 0
             if k % self.update_every == 0:
                 s, y = m_theta - prev[0], m_grad - prev[1]
-                y_hat, damped = self._pair(blocks, s, y)
+                y_hat, damped = self._pair(blocks, s, y)  # replicated: same on all ranks
                 if y_hat is None:
                     skipped = 1
                 else:
                     pair = (s, y_hat)
                 prev = (m_theta.clone(), m_grad.clone())
         with interrupt_guard(), torch.no_grad():
-            if pair is not None:
-                push_pair(st["hist"], pair[0], pair[1], blocks)
-            d = history_direction(st["hist"], g, blocks)  # -H g
+            if pair is not None and hi > lo:  # this rank's blocks of the pair
+                push_pair(st["hist"], pair[0][lo:hi], pair[1][lo:hi], local)
+            part = (history_direction(st["hist"], g[lo:hi], local) if hi > lo
+                    else g.new_zeros(0))  # -H g on this rank's blocks
+            d = self._assemble(part, theta.numel(), group)
             buf = st.get("buf")
             buf = d if buf is None else buf.mul_(self.momentum).add_(d)
             theta.add_(buf, alpha=self.lr)
