@@ -43,15 +43,22 @@ make the model and the gain ratio wrong.
 
 Linear algebra
 --------------
-Only the dense path is implemented: the Jacobian is formed with :mod:`torch.func`
-(``jacfwd`` costs ``n`` forward-mode passes, ``jacrev`` costs ``m`` reverse-mode passes;
-``jacobian="auto"`` picks ``jacfwd`` when ``n_params < n_residuals`` and ``jacrev``
-otherwise -- for PINNs reverse mode per pass is usually cheaper, so ``"rev"`` can be
-forced), :math:`J^\\top J` is kept in the state (``n x n``) and the system is solved by a
-Cholesky factorization (:func:`torch.linalg.cholesky_ex`); if the factorization fails,
-:math:`\\lambda` is increased (failure rule) and it is retried.  Problems with more than
-``dense_max`` parameters raise ``ValueError`` (a matrix-free CG on the normal equations
-with ``jvp``/``vjp`` is not implemented yet).
+Only the dense path is implemented.  The Jacobian comes from ``objective.jacobian(theta)``
+when the objective has one (``jacobian="auto"``): :meth:`PINNObjective.jacobian
+<pinnsolve.objective.PINNObjective.jacobian>` builds it from per-point gradients (each
+residual row depends on the network at its own point only), at about 3 loss-and-gradient
+evaluations on Burgers (921 parameters x 2,860 residuals; ``benchmarks/jacobian.py``).
+Otherwise it is formed with :mod:`torch.func` (``jacfwd`` costs ``n`` forward-mode
+passes, ``jacrev`` ``m`` reverse-mode passes over the whole residual vector -- ~1,700
+loss-and-gradient evaluations for that Burgers problem; ``"auto"`` picks ``jacfwd`` when
+``n_params < n_residuals`` and ``jacrev`` otherwise, ``"fwd"``/``"rev"`` force them).
+:math:`J^\\top J` (``n x n``) is formed by :func:`normal_matrix` (one BLAS ``syrk`` on
+the CPU: half the flops of ``J.T @ J``, ~3.7 loss-and-gradient evaluations for Burgers)
+and kept in the state, and the system is solved by a Cholesky factorization
+(:func:`torch.linalg.cholesky_ex`, ~4.5 evaluations for ``n = 921``); if the factorization
+fails, :math:`\\lambda` is increased (failure rule) and it is retried.  Problems with more
+than ``dense_max`` parameters raise ``ValueError`` (a matrix-free CG on the normal
+equations with ``jvp``/``vjp`` is not implemented yet).
 
 Iterations and evaluations
 --------------------------
@@ -75,9 +82,14 @@ Safeguards
   :math:`J^\\top J`, :math:`\\lambda`, :math:`\\nu`, counters), so a resumed run from
   :meth:`~pinnsolve.optim.base.Method.state_dict` is bit-for-bit identical.
 
-For small PINNs (a few hundred to a few thousand parameters) LM is often the most
-accurate optimizer available: it reaches losses several orders of magnitude below
-L-BFGS, at a cost per iteration of one Jacobian and one ``n x n`` factorization.
+Measured on Burgers nu = 0.01/pi (3 x 20 tanh, 921 parameters, 2,860 residuals,
+``python validation/lm.py``, one thread, shared machine under load): one LM iteration
+took 0.16-0.23 s (~5 ``ssbroyden`` iterations); at equal wall time the relative L2
+error was 4.3e-2 vs 2.1e-2 for ``ssbroyden`` at 20 s, 7.1e-3 vs 3.1e-4 at 60 s and
+2.4e-3 vs 3.1e-4 at 180 s.  LM reached far lower losses (3.6e-10 vs 1.3e-8 at 180 s),
+yet larger errors (presumably it fits each set of collocation points more closely than
+the solution between them).  So on that PINN it is not competitive at these budgets; it is fast and
+accurate for small least-squares fits and tiny PINNs.
 
 References
 ----------
@@ -101,10 +113,28 @@ from torch.func import jacfwd, jacrev
 
 from .base import STOP_REASONS, Method, Objective, StepInfo, interrupt_guard
 
-__all__ = ["Levenberg", "LevenbergMarquardt"]
+__all__ = ["Levenberg", "LevenbergMarquardt", "normal_matrix"]
 
 # the one stop reason this module adds (idempotent; the lead may also list it in base)
 STOP_REASONS.setdefault("damping_failed", "no decrease found however large the damping")
+
+
+def normal_matrix(J: Tensor) -> Tensor:
+    """:math:`J^\\top J` (``n x n``, symmetric) of an ``m x n`` Jacobian.
+
+    On the CPU in float32/float64 this is one BLAS ``syrk`` (:mod:`scipy.linalg.blas`),
+    which computes one triangle only: half the ``2 m n^2`` flops of ``J.T @ J``, and the
+    dominant cost of a Levenberg-Marquardt iteration when ``m > n``; elsewhere
+    ``J.T @ J``.
+    """
+    if J.device.type == "cpu" and J.dtype in (torch.float64, torch.float32) and J.numel():
+        from scipy.linalg import blas
+
+        syrk = blas.dsyrk if J.dtype == torch.float64 else blas.ssyrk
+        A = J.detach().resolve_conj().numpy().T  # (n, m), Fortran-ordered view: no copy
+        upper = torch.from_numpy(syrk(1.0, A, trans=0, lower=0))
+        return torch.triu(upper) + torch.triu(upper, 1).T
+    return J.T @ J
 
 
 class Levenberg(Method):
@@ -117,8 +147,9 @@ class Levenberg(Method):
     dense_max
         Largest number of parameters for the dense Jacobian path (else ``ValueError``).
     jacobian
-        ``"auto"`` (``jacfwd`` if ``n_params < n_residuals`` else ``jacrev``), ``"fwd"``
-        or ``"rev"``.
+        ``"auto"`` (``objective.jacobian`` if the objective has it, else ``jacfwd`` if
+        ``n_params < n_residuals`` else ``jacrev``), ``"fwd"`` or ``"rev"`` (generic
+        torch.func paths, ignoring ``objective.jacobian``).
     chunk_size
         Passed to ``jacrev`` to bound memory (``None``: all rows at once).
     max_failures
@@ -169,6 +200,13 @@ class Levenberg(Method):
     def _jacobian(self, objective: Objective, theta: Tensor, m: int) -> Tensor:
         n = theta.numel()
         mode = self.jacobian
+        own = getattr(objective, "jacobian", None)
+        if mode == "auto" and callable(own):  # e.g. PINNObjective's per-point gradients
+            J = own(theta.detach())
+            if tuple(J.shape) != (m, n):
+                raise ValueError(f"{type(objective).__name__}.jacobian returned shape "
+                                 f"{tuple(J.shape)}, expected ({m}, {n})")
+            return J.detach()
         if mode == "auto":
             mode = "fwd" if n < m else "rev"
         fn = objective.residuals  # type: ignore[attr-defined]
@@ -193,7 +231,7 @@ class Levenberg(Method):
     def _evaluate(self, objective: Objective, theta: Tensor, r: Tensor):
         """J'J, loss and gradient at theta from its residuals ``r`` (one Jacobian build)."""
         J = self._jacobian(objective, theta, r.numel())
-        jtj = J.T @ J
+        jtj = normal_matrix(J)
         grad = 2.0 * (J.T @ r)
         return r @ r, grad, jtj
 
