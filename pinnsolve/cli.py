@@ -98,7 +98,7 @@ def add_training_options(p: argparse.ArgumentParser, defaults: dict[str, Any]) -
                    help="Adam iterations before the optimizer (default: %(default)s)")
     g.add_argument("--lr", type=_positive_float, default=None,
                    help="learning rate / step size of adam, sgd, gd, slbfgs, mlbfgs (default: "
-                   "the method's own: adam and sgd 1e-3, slbfgs and mlbfgs 0.05; gd: a "
+                   "the method's own: adam and sgd 1e-3, slbfgs 0.05, mlbfgs 0.002; gd: a "
                    "line search)")
     g.add_argument("--batch-size", type=_positive_int, default=None, metavar="B",
                    help="mini-batch size (collocation points per iteration, drawn from every "
