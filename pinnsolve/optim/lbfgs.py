@@ -60,7 +60,48 @@ __all__ = [
 ]
 
 
-class LBFGS(QuasiNewton):
+class PairBufferQN(QuasiNewton):
+    """A quasi-Newton method whose curvature pairs live in a ring buffer of ``m`` slots.
+
+    Shared by :class:`LBFGS` and the limited-memory family of
+    :mod:`pinnsolve.optim.limited_memory`: the state holds ``pairs`` (``2 x m x n``),
+    ``head`` (next slot) and ``count`` (pairs stored); this class knows which slots are
+    live and in which order.
+    """
+
+    def _set_history(self, history: int) -> None:
+        if int(history) < 1:
+            raise ValueError(f"history must be >= 1, got {history}")
+        self.history = int(history)
+        self._order_cache: dict[tuple[int, int, torch.device], Tensor] = {}
+
+    def _has_curvature(self) -> bool:
+        return self.state["count"] > 0
+
+    def _clear(self) -> None:
+        self.state["count"], self.state["head"] = 0, 0
+
+    def _order(self) -> list[int]:
+        """The slots of the stored pairs, oldest first."""
+        m, k, head = self.history, self.state["count"], self.state["head"]
+        return [(head - k + j) % m for j in range(k)]
+
+    def _order_tensor(self, device: torch.device) -> Tensor:
+        """:meth:`_order` as an index tensor on ``device`` (cached: at most m^2 small ones)."""
+        key = (self.state["head"], self.state["count"], device)
+        idx = self._order_cache.get(key)
+        if idx is None:
+            idx = self._order_cache[key] = torch.tensor(self._order(), device=device)
+        return idx
+
+    def pairs(self) -> tuple[Tensor, Tensor]:
+        """The stored pairs ``(S, Y)``, oldest first, as ``(count, n)`` tensors."""
+        idx = self._order()
+        buf = self.state["pairs"]
+        return buf[0][idx], buf[1][idx]
+
+
+class LBFGS(PairBufferQN):
     """Limited-memory BFGS with a strong-Wolfe (or Armijo) line search.
 
     Parameters
@@ -129,13 +170,10 @@ class LBFGS(QuasiNewton):
         line_search_options: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(line_search, c1, c2, max_ls_evals, curvature_eps, line_search_options)
-        if int(history) < 1:
-            raise ValueError(f"history must be >= 1, got {history}")
+        self._set_history(history)
         if recursion not in ("compact", "two_loop"):
             raise ValueError(f"recursion must be 'compact' or 'two_loop', got {recursion!r}")
-        self.history = int(history)
         self.recursion = recursion
-        self._order_cache: dict[tuple[int, int, torch.device], Tensor] = {}
 
     # ---- curvature state -----------------------------------------------------------------
     def _init_curvature(self, theta: Tensor) -> dict[str, Any]:
@@ -150,12 +188,6 @@ class LBFGS(QuasiNewton):
             "head": 0,
             "count": 0,
         }
-
-    def _has_curvature(self) -> bool:
-        return self.state["count"] > 0
-
-    def _clear(self) -> None:
-        self.state["count"], self.state["head"] = 0, 0
 
     def _prepare(
         self, s: Tensor, y: Tensor, sy: Tensor, yy: Tensor, fresh: bool, step: float
@@ -176,25 +208,6 @@ class LBFGS(QuasiNewton):
         st["gamma"].copy_(sy.to(wy.dtype) / yy.to(wy.dtype))
         st["head"] = (h + 1) % m
         st["count"] = min(st["count"] + 1, m)
-
-    def _order(self) -> list[int]:
-        """The slots of the stored pairs, oldest first."""
-        m, k, head = self.history, self.state["count"], self.state["head"]
-        return [(head - k + j) % m for j in range(k)]
-
-    def _order_tensor(self, device: torch.device) -> Tensor:
-        """:meth:`_order` as an index tensor on ``device`` (cached: at most m^2 small ones)."""
-        key = (self.state["head"], self.state["count"], device)
-        idx = self._order_cache.get(key)
-        if idx is None:
-            idx = self._order_cache[key] = torch.tensor(self._order(), device=device)
-        return idx
-
-    def pairs(self) -> tuple[Tensor, Tensor]:
-        """The stored pairs ``(S, Y)``, oldest first, as ``(count, n)`` tensors."""
-        idx = self._order()
-        buf = self.state["pairs"]
-        return buf[0][idx], buf[1][idx]
 
     # ---- H_k g ---------------------------------------------------------------------------
     def direction(self, grad: Tensor) -> Tensor:

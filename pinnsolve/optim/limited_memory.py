@@ -92,14 +92,14 @@ import torch
 from torch import Tensor
 
 from .base import flat_dtype_device
-from .lbfgs import _small_dtype
+from .lbfgs import PairBufferQN, _small_dtype
 from .linesearch import LineSearchResult
-from .quasi_newton import SKIP, QuasiNewton
+from .quasi_newton import SKIP
 
 __all__ = ["LimitedMemoryQN", "LDFP", "LSR1", "LBroyden"]
 
 
-class LimitedMemoryQN(QuasiNewton):
+class LimitedMemoryQN(PairBufferQN):
     """Base class: pairs in a ring buffer, their Gram matrix, ``H g = gamma g + S a + Y b``.
 
     Subclasses implement :meth:`_coefficients`.  Parameters are those of
@@ -128,10 +128,7 @@ class LimitedMemoryQN(QuasiNewton):
         line_search_options: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(line_search, c1, c2, max_ls_evals, curvature_eps, line_search_options)
-        if int(history) < 1:
-            raise ValueError(f"history must be >= 1, got {history}")
-        self.history = int(history)
-        self._order_cache: dict[tuple[int, int, torch.device], Tensor] = {}
+        self._set_history(history)
 
     # ---- hook ----------------------------------------------------------------------------
     def _coefficients(
@@ -155,12 +152,6 @@ class LimitedMemoryQN(QuasiNewton):
             "head": 0,
             "count": 0,
         }
-
-    def _has_curvature(self) -> bool:
-        return self.state["count"] > 0
-
-    def _clear(self) -> None:
-        self.state["count"], self.state["head"] = 0, 0
 
     def _prepare(
         self, s: Tensor, y: Tensor, sy: Tensor, yy: Tensor, fresh: bool, step: float
@@ -186,22 +177,6 @@ class LimitedMemoryQN(QuasiNewton):
         st["gamma"].copy_(self.gamma_scale * sy / yy)
         st["head"] = (h + 1) % m
         st["count"] = min(st["count"] + 1, m)
-
-    def _order_tensor(self, device: torch.device) -> Tensor:
-        """The slots of the stored pairs, oldest first (cached index tensors)."""
-        m, k, head = self.history, self.state["count"], self.state["head"]
-        key = (head, k, device)
-        idx = self._order_cache.get(key)
-        if idx is None:
-            idx = torch.tensor([(head - k + j) % m for j in range(k)], device=device)
-            self._order_cache[key] = idx
-        return idx
-
-    def pairs(self) -> tuple[Tensor, Tensor]:
-        """The stored pairs ``(S, Y)``, oldest first, as ``(count, n)`` tensors."""
-        idx = self._order_tensor(self.state["pairs"].device)
-        buf = self.state["pairs"]
-        return buf[0][idx], buf[1][idx]
 
     # ---- H_k g ---------------------------------------------------------------------------
     def apply(self, g: Tensor) -> Tensor:
