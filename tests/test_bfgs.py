@@ -18,7 +18,7 @@ def test_exact_line_search_terminates_in_n_iterations_and_recovers_the_inverse_h
                    callbacks=[stop_when_grad_below(1e-7)])
     assert res.iterations <= n
     assert torch.allclose(theta, q.xstar, atol=1e-8, rtol=0)
-    H = method.state["H"]
+    H = method.inverse_hessian()
     err = torch.linalg.matrix_norm(H - torch.linalg.inv(q.A)) / torch.linalg.matrix_norm(H)
     assert res.iterations < n or float(err) < 1e-6
 
@@ -64,7 +64,7 @@ def test_inverse_hessian_stays_symmetric_positive_definite():
     theta = rosenbrock_start(6)
     method = SSBFGS()
     minimize(obj, theta, method, StopCriteria(max_iter=40))
-    H = method.state["H"]
+    H = method.inverse_hessian()
     assert torch.allclose(H, H.T, atol=1e-12 * float(H.abs().max()))
     assert float(torch.linalg.eigvalsh(H).min()) > 0
 
@@ -134,3 +134,35 @@ def test_host_round_trips_are_only_line_search_scalars(monkeypatch, name):
         assert syncs["n"] == 2 + info.evals, (name, syncs["n"], info.evals)
         checked += 1
     assert checked >= 3
+
+
+@pytest.mark.parametrize("name", ["bfgs", "ssbfgs", "ssbroyden1", "ssbroyden2"])
+def test_carried_direction_matches_the_direct_product(name):
+    """The delayed updates and the carried H g (no pass over the matrix) give the
+    direction -H_k g_k of the one-at-a-time matrix, at every iteration, across folds
+    (fold_every=3) and refreshes (refresh_every=7)."""
+    obj = AutogradObjective(rosenbrock)
+    theta = rosenbrock_start(12)
+    method = make_method(name, fold_every=3, refresh_every=7)
+    carried = 0
+    method.start(obj, theta)
+    for _ in range(40):
+        assert method.step(obj, theta).failed is None
+        st = method.state
+        if st["Hg"] is not None and st["Hg_iter"] == st["iteration"]:
+            carried += 1
+        d = method.direction(st["grad"])
+        direct = -(method.inverse_hessian() @ st["grad"])
+        assert torch.allclose(d, direct, rtol=1e-9, atol=1e-12 * float(direct.abs().max()))
+    assert carried >= 25  # most directions came from the recurrence
+
+
+def test_refresh_drops_the_carried_product():
+    obj = AutogradObjective(rosenbrock)
+    theta = rosenbrock_start(6)
+    method = SSBFGS()
+    minimize(obj, theta, method, StopCriteria(max_iter=5))
+    assert method.state["Hg"] is not None
+    method.refresh(AutogradObjective(lambda x: 2.0 * rosenbrock(x)), theta)
+    d = method.direction(method.state["grad"])
+    assert torch.allclose(d, -(method.inverse_hessian() @ method.state["grad"]), rtol=1e-12)

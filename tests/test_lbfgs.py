@@ -308,3 +308,24 @@ def test_compact_and_two_loop_take_the_same_path():
         paths.append((res.iterations, theta))
     assert abs(paths[0][0] - paths[1][0]) <= 3
     assert torch.allclose(paths[0][1], paths[1][1], atol=1e-8)
+
+
+def test_carried_wg_matches_the_direct_direction():
+    """W g carried from iterate to iterate (W g_{k+1} = W g_k + W y) gives the direction
+    of a direct W g, also after the ring buffer wrapped around."""
+    from pinnsolve.optim.lbfgs import compact_direction
+
+    obj = AutogradObjective(rosenbrock)
+    theta = rosenbrock_start(10)
+    method = LBFGS(history=5)
+    carried = 0
+    method.start(obj, theta)
+    for _ in range(30):
+        assert method.step(obj, theta).failed is None
+        st = method.state
+        carried += st["Wg"] is not None and st["Wg_iter"] == st["iteration"]
+        d = method.direction(st["grad"])
+        direct = compact_direction(st["pairs"], st["SY"], st["YY"], st["gamma"],
+                                   method._order_tensor(theta.device), st["grad"])
+        assert torch.allclose(d, direct, rtol=1e-9, atol=1e-13 * float(direct.abs().max()))
+    assert carried >= 20

@@ -49,8 +49,10 @@ and is applied with :math:`\\tau = 1`.  A :math:`(\\phi_k, \\tau_k)` that is not
 or not positive (``tau``) falls back to the plain BFGS update of that pair (counted in
 ``state["fallbacks"]``).
 
-On the device the update is one rank-2 ``addmm``: with :math:`U = [s,\\ H_k y]`,
-:math:`H_{k+1} = H_k/\\tau_k + U M U^\\top` and the symmetric ``2 x 2``
+On the device the update is one rank-2 ``addmm_`` (the shared code of
+:class:`~pinnsolve.optim.bfgs.BFGS`, three passes over the matrix per iteration): with
+:math:`U = [s,\\ H_k y]`, :math:`H_{k+1} = H_k/\\tau_k + U M U^\\top` and the symmetric
+``2 x 2``
 
 .. math::
     M = \\begin{pmatrix} \\phi\\,\\rho^2\\, y^\\top H y/\\tau + \\rho & -\\phi\\rho/\\tau \\\\
@@ -140,43 +142,38 @@ class SSBroyden(BFGS):
     def _init_curvature(self, theta: Tensor) -> dict[str, Any]:
         return {**super()._init_curvature(theta), "fallbacks": 0, "phi": 1.0, "tau": 1.0}
 
-    def _prepare(
-        self, s: Tensor, y: Tensor, sy: Tensor, yy: Tensor, fresh: bool, step: float
-    ) -> tuple[Tensor, float, float, bool]:
-        H = self.state["H"]
-        if fresh:
-            H = torch.eye(*H.shape, dtype=H.dtype, device=H.device).mul_(sy / yy)
-        Hy = torch.mv(H, y)
+    def _coefficients(self, s: Tensor, y: Tensor, sy: Tensor, Hy: Tensor, fresh: bool,
+                      step: float) -> tuple[float, Tensor]:
+        """``(t = 1/tau, M)`` of the scaled Broyden-class update (module docstring); the
+        scalars ``s'y``, ``y'Hy``, ``s'g`` come to the host in one transfer."""
         yHy_t = torch.dot(y, Hy)
         sg_t = torch.dot(s, self.state["grad"])
-        sy_f, yHy, sg = torch.stack((sy, yHy_t, sg_t)).tolist()
+        sy_f, yHy, sg = torch.stack((sy.to(Hy.dtype), yHy_t, sg_t)).tolist()
         b = -step * sg / sy_f
         h = yHy / sy_f
         fallback = False
         if fresh:
-            phi = ssbroyden_parameters(b, h, H.shape[0], self.variant)[0] if b > 0 else 1.0
+            phi = ssbroyden_parameters(b, h, Hy.numel(), self.variant)[0] if b > 0 else 1.0
             tau = 1.0
         elif b > 0 and h > 0 and math.isfinite(b) and math.isfinite(h):
-            phi, tau = ssbroyden_parameters(b, h, H.shape[0], self.variant)
+            phi, tau = ssbroyden_parameters(b, h, Hy.numel(), self.variant)
         else:
             phi, tau = math.nan, math.nan
         if not (math.isfinite(phi) and math.isfinite(tau) and tau > 0.0):
             phi, tau, fallback = 1.0, 1.0, True
+        self._pending = (phi, tau, fallback)
         rho = 1.0 / sy_f
         it = 1.0 / tau
         M = torch.tensor(
             [[phi * rho * rho * yHy * it + rho, -phi * rho * it],
              [-phi * rho * it, (phi - 1.0) * it / yHy]],
-            dtype=H.dtype, device=H.device,
+            dtype=Hy.dtype, device=Hy.device,
         )
-        U = torch.stack((s, Hy), dim=1)  # n x 2
-        return torch.addmm(H, U, M @ U.t(), beta=it), phi, tau, fallback
+        return it, M
 
-    def _store(self, s: Tensor, y: Tensor, sy: Tensor, yy: Tensor,
-               prepared: tuple[Tensor, float, float, bool]) -> None:
-        H, phi, tau, fallback = prepared
-        self.state["H"] = H
-        self.state["fresh"] = False
+    def _store(self, s: Tensor, y: Tensor, sy: Tensor, yy: Tensor, prepared: Any) -> None:
+        super()._store(s, y, sy, yy, prepared)
+        phi, tau, fallback = self._pending
         self.state["phi"], self.state["tau"] = phi, tau
         self.state["fallbacks"] = self.state.get("fallbacks", 0) + int(fallback)
 

@@ -60,6 +60,11 @@ __all__ = [
 ]
 
 
+#: L-BFGS carries ``W g`` from one iterate to the next (``W g_{k+1} = W g_k + W y``) and
+#: computes it directly every this many iterations (bounding the rounding it accumulates).
+REFRESH_WG = 50
+
+
 class PairBufferQN(QuasiNewton):
     """A quasi-Newton method whose curvature pairs live in a ring buffer of ``m`` slots.
 
@@ -187,7 +192,14 @@ class LBFGS(PairBufferQN):
             "gamma": torch.ones((), **small),
             "head": 0,
             "count": 0,
+            "Wg": None,
+            "Wg_iter": -1,
         }
+
+    def refresh(self, objective: Any, theta: Tensor) -> Any:
+        info = super().refresh(objective, theta)
+        self.state["Wg"] = None  # it belonged to the gradient refresh() replaced
+        return info
 
     def _prepare(
         self, s: Tensor, y: Tensor, sy: Tensor, yy: Tensor, fresh: bool, step: float
@@ -199,8 +211,17 @@ class LBFGS(PairBufferQN):
     def _store(self, s: Tensor, y: Tensor, sy: Tensor, yy: Tensor, wy: Tensor) -> None:
         st, m = self.state, self.history
         h = st["head"]  # slot h is stale in wy: it gets the new pair's own products
+        wg = st["Wg"] if st["Wg_iter"] == st["iteration"] else None
         st["pairs"][0, h].copy_(s)
         st["pairs"][1, h].copy_(y)
+        if wg is not None and st["iteration"] % REFRESH_WG:
+            # W g_{k+1} = W g_k + W y for the kept slots; the new pair's two products
+            g = st["grad"]  # already g_{k+1}
+            wg = wg + wy
+            wg[h], wg[m + h] = torch.dot(s, g), torch.dot(y, g)
+            st["Wg"], st["Wg_iter"] = wg, st["iteration"] + 1
+        else:
+            st["Wg"] = None
         wy[h], wy[m + h] = sy, yy
         st["SY"][:, h] = wy[:m]
         st["YY"][:, h] = wy[m:]
@@ -222,7 +243,14 @@ class LBFGS(PairBufferQN):
         """Byrd-Nocedal-Schnabel compact form: two ``2m x n`` matrix-vector products."""
         st = self.state
         idx = self._order_tensor(st["SY"].device)
-        return compact_direction(st["pairs"], st["SY"], st["YY"], st["gamma"], idx, g)
+        wg = None
+        if g is st["grad"]:  # W g of this iterate: carried over from the update, or made
+            if st["Wg"] is None or st["Wg_iter"] != st["iteration"]:
+                st["Wg"] = torch.mv(st["pairs"].view(2 * self.history, -1), g).to(
+                    st["SY"].dtype)
+                st["Wg_iter"] = st["iteration"]
+            wg = st["Wg"]
+        return compact_direction(st["pairs"], st["SY"], st["YY"], st["gamma"], idx, g, wg=wg)
 
     def _two_loop(self, g: Tensor) -> Tensor:
         """N&W Alg. 7.4 with 0-dim tensor scalars (no host syncs)."""
@@ -342,7 +370,7 @@ def history_direction(hist: dict[str, Any], g: Tensor, blocks: Blocks | None = N
 
 def compact_direction(
     pairs: Tensor, SY: Tensor, YY: Tensor, gamma: Tensor, idx: Tensor, g: Tensor,
-    blocks: Blocks | None = None,
+    blocks: Blocks | None = None, wg: Tensor | None = None,
 ) -> Tensor:
     """``d = -H g`` from the compact representation (Byrd, Nocedal & Schnabel 1994).
 
@@ -357,12 +385,14 @@ def compact_direction(
         t = R^{-\\top}((D + \\gamma Y^\\top Y) u - \\gamma q),\\
         H g = \\gamma g + S t - \\gamma Y u
 
-    (per block).  No host syncs.
+    (per block).  ``wg``: :math:`W g` (in the dtype of ``SY``) when the caller has it
+    (one history only).  No host syncs.
     """
     m = pairs.shape[1]
     W = pairs.view(2 * m, -1)
     if SY.dim() == 2:  # one history: the textbook 2-D algebra
-        wg = torch.mv(W, g).to(SY.dtype)
+        if wg is None:
+            wg = torch.mv(W, g).to(SY.dtype)
         p = wg[:m].index_select(0, idx)
         q = wg[m:].index_select(0, idx)
         sy = SY.index_select(0, idx).index_select(1, idx)

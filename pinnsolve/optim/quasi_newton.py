@@ -112,7 +112,9 @@ class QuasiNewton(Method):
         return None
 
     def _store(self, s: Tensor, y: Tensor, sy: Tensor, yy: Tensor, prepared: Any) -> None:
-        """Fold the pair into the state; called inside the commit guard, must be quick."""
+        """Fold the pair into the state; called inside the commit guard, must be quick.
+
+        ``self.state["grad"]`` is already the gradient at the new point."""
         raise NotImplementedError
 
     # ---- state ---------------------------------------------------------------------------
@@ -189,6 +191,7 @@ class QuasiNewton(Method):
             if reset and self._has_curvature():
                 self._clear()
                 st["resets"] += 1
+            st["loss"], st["grad"] = f_new, g_new
             if keep:
                 self._store(s, y, sy_t, yy_t, prepared)
             else:
@@ -196,7 +199,6 @@ class QuasiNewton(Method):
             if not res.success:
                 st["weak_steps"] += 1
             theta.copy_(x_new)
-            st["loss"], st["grad"] = f_new, g_new
             st["step"] = float(res.step)
             st["iteration"] += 1
         return StepInfo(loss=f_new, grad=g_new, evals=evals)
