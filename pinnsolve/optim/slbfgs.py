@@ -59,6 +59,7 @@ from .base import (
     Objective,
     StepInfo,
     StochasticMethod,
+    batch_loss_and_grad_many,
     interrupt_guard,
     is_finite,
     require_stochastic,
@@ -193,12 +194,11 @@ class SLBFGS(StochasticMethod, Method):
                 return StepInfo(loss=info.loss, grad=info.grad, evals=evals, failed="non_finite")
         gen = self.generator
         idx = objective.sample_batch(self.batch_size, gen)
-        fx, gx = objective.batch_loss_and_grad(theta, idx)
-        fw, gw = objective.batch_loss_and_grad(st["w"], idx)
+        fs, gs = batch_loss_and_grad_many(objective, torch.stack([theta, st["w"]]), idx)
         evals += 2
         samples += 2 * int(idx.numel())
-        v = gx.sub_(gw).add_(st["mu"])
-        f_est = fx - fw + st["f_w"]
+        v = (gs[0] - gs[1]).add_(st["mu"])
+        f_est = fs[0] - fs[1] + st["f_w"]
         d = history_direction(st["hist"], v)
         if not is_finite(f_est, d):
             return StepInfo(loss=f_est, grad=v, evals=evals, failed="non_finite")
