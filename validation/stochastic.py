@@ -8,13 +8,16 @@ points + 160 initial + 160 boundary, all redrawn every ``--resample-every`` iter
 for the full-batch method and every ``--resample-epochs`` x N/b for the mini-batch ones),
 and records the relative L2 error against Cole-Hopf on the 256 x 100 grid over time.
 Then it times ``step`` of S-LBFGS and SGD with the same batch, interleaved in rounds
-(median of the per-step times).  Writes into ``--out`` (validation/results):
+(median of the per-step times), and the SVRG gradient pair (x, w) fused vs as two calls,
+on the Burgers PINN and (if ``--data-dir`` holds MNIST) on the 784-128-10 classifier
+with N = 5,000, batch ``--clf-batch-size``.  Writes into ``--out`` (validation/results):
 
 * ``stochastic.png``: error vs wall time, one curve per method;
 * ``stochastic.md``: the table (final / best error, iterations, loss) and the timings.
 
     python validation/stochastic.py                 # 5 x 55 s + timing, ~5.5 min, 1 thread
     python validation/stochastic.py --budget 600    # longer runs on a quiet machine
+    python validation/stochastic.py --cost-only     # the cost tables only (~1 min), printed
 """
 
 from __future__ import annotations
