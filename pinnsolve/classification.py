@@ -36,7 +36,7 @@ from torch import Tensor
 from torch.func import functional_call, grad, jvp
 
 from .datasets import Dataset
-from .models import MLP
+from .models import MLP, stacked_forward
 from .objective import FunctionObjective, flatten_parameters
 
 __all__ = ["ClassificationObjective", "classifier_mlp"]
@@ -186,6 +186,33 @@ class ClassificationObjective(FunctionObjective):
             value = f(th)
             (g,) = torch.autograd.grad(value, th)
         return value.detach(), g
+
+    def batch_loss_and_grad_many(self, thetas: Tensor, idx: Tensor) -> tuple[Tensor, Tensor]:
+        """``(losses[k], grads[k, n])``: :meth:`batch_loss_and_grad` of the batch ``idx``
+        at every row of ``thetas`` (``(k, n)``), fused: the batch goes once through the
+        stacked network (:func:`~pinnsolve.models.stacked_forward`: the first layer is one
+        matmul with the ``k`` weight matrices stacked), and one backward pass of
+        :math:`\\sum_i f_B(\\theta_i)` gives the ``k`` gradients.  Equal to ``k`` separate
+        calls to round-off; a model without a stacked forward falls back to them."""
+        if not isinstance(thetas, Tensor) or thetas.dim() != 2 or thetas.shape[1] != self.n_params:
+            raise ValueError(f"thetas must have shape (k, {self.n_params}), got "
+                             f"{tuple(getattr(thetas, 'shape', ()))}")
+        fwd = stacked_forward(self.model)
+        k = thetas.shape[0]
+        if fwd is None or k == 1:
+            from .optim.base import batch_loss_and_grad_each  # (import cycle via optim)
+
+            return batch_loss_and_grad_each(self, thetas, idx)
+        x, y = self._batch(idx)
+        with torch.enable_grad():
+            th = thetas.detach().requires_grad_(True)
+            logits = fwd(th, x)  # (k, b, classes)
+            values = F.cross_entropy(logits.flatten(0, 1), y.repeat(k),
+                                     reduction="none").view(k, -1).mean(1)
+            if self.weight_decay:
+                values = values + 0.5 * self.weight_decay * th.pow(2).sum(1)
+            (g,) = torch.autograd.grad(values.sum(), th)
+        return values.detach(), g
 
     def batch_hvp(self, theta: Tensor, v: Tensor, idx: Tensor) -> Tensor:
         """The batch Hessian times ``v`` (forward-over-reverse with torch.func)."""

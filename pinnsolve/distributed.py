@@ -427,6 +427,10 @@ class ShardedObjective:
         self._no_batches("batch_loss_and_grad")
         return self.inner.batch_loss_and_grad(theta, idx)
 
+    def batch_loss_and_grad_many(self, thetas: Tensor, idx: Tensor) -> tuple[Tensor, Tensor]:
+        self._no_batches("batch_loss_and_grad_many")
+        return self.inner.batch_loss_and_grad_many(thetas, idx)
+
     def batch_hvp(self, theta: Tensor, v: Tensor, idx: Tensor) -> Tensor:
         self._no_batches("batch_hvp")
         return self.inner.batch_hvp(theta, v, idx)

@@ -46,7 +46,7 @@ from torch import Tensor
 from torch.func import functional_call, grad, jacfwd, jacrev, jvp, vjp, vmap
 
 from .fields import FieldSet, Plan
-from .models import OutputTransform
+from .models import OutputTransform, stacked_forward
 from .problem import PDE, Condition, Problem, Unknown
 
 __all__ = ["PINNObjective", "FunctionObjective", "flatten_parameters"]
@@ -324,10 +324,22 @@ class PINNObjective(FunctionObjective):
 
     # -- evaluation --------------------------------------------------------------------
 
-    def _term_residuals(self, theta: Tensor, subsets: list[Tensor] | None = None) -> list[Tensor]:
-        """Each term's residual, on all its points or (``subsets``) on rows ``subsets[k]``."""
-        net = self.network(theta)
-        params = self.parameter_values(theta)
+    def _term_residuals(self, theta: Tensor, subsets: list[Tensor] | None = None,
+                        copies: int = 1) -> list[Tensor]:
+        """Each term's residual, on all its points or (``subsets``) on rows ``subsets[k]``.
+
+        ``copies = k > 1`` (no unknowns): ``theta`` is ``(k, n)`` and every term's points
+        are repeated ``k`` times, block ``i`` of the rows evaluated with ``theta[i]`` by
+        the stacked network (:func:`~pinnsolve.models.stacked_forward`): the residual
+        code runs once on ``k`` times the rows (it acts row by row).
+        """
+        if copies > 1:
+            fwd = stacked_forward(self.model)
+            net = lambda Z: fwd(theta, Z.reshape(copies, -1, Z.shape[-1])).flatten(0, 1)  # noqa: E731
+            params = self.parameters
+        else:
+            net = self.network(theta)
+            params = self.parameter_values(theta)
         coords, fields = self.problem.coords, self.problem.fields
         out = []
         for k, term in enumerate(self.terms):
@@ -339,6 +351,9 @@ class PINNObjective(FunctionObjective):
                     continue
                 points = [Z.index_select(0, rows) for Z in points]
                 aux = {key: v.index_select(0, rows) for key, v in aux.items()}
+            if copies > 1:
+                points = [Z.repeat(copies, 1) for Z in points]
+                aux = {key: v.repeat(copies, *([1] * (v.dim() - 1))) for key, v in aux.items()}
             sets = [FieldSet(net, Z, coords, fields, plan) for Z, plan in zip(points,
                                                                                term.plans)]
             out.append(term.condition.residual(sets, aux, params))
@@ -429,6 +444,39 @@ class PINNObjective(FunctionObjective):
             value = self._batch_loss(th, subsets, counts)
             (g,) = torch.autograd.grad(value, th)
         return value.detach(), g
+
+    def batch_loss_and_grad_many(self, thetas: Tensor, idx: Tensor) -> tuple[Tensor, Tensor]:
+        """``(losses[k], grads[k, n])``: :meth:`batch_loss_and_grad` of the samples ``idx``
+        at every row of ``thetas`` (``(k, n)``), fused.
+
+        The ``k`` parameter sets share one evaluation: the batch's points are repeated
+        ``k`` times and block ``i`` goes through the network with ``thetas[i]`` (one
+        batched matmul per layer), so the field derivatives, the residuals and the
+        backward pass run once, on ``k b`` rows; since loss ``i`` depends on
+        ``thetas[i]`` only, the gradient of :math:`\\sum_i \\hat L_B(\\theta_i)` with
+        respect to ``thetas`` is the ``k`` gradients.  Equal to ``k`` separate calls to
+        round-off.  Objectives with unknown parameters, or a model without a stacked
+        forward, fall back to ``k`` calls.
+        """
+        if not isinstance(thetas, Tensor) or thetas.dim() != 2 or thetas.shape[1] != self.n_params:
+            raise ValueError(f"thetas must have shape (k, {self.n_params}), got "
+                             f"{tuple(getattr(thetas, 'shape', ()))}")
+        k = thetas.shape[0]
+        if k == 1 or self.unknowns or stacked_forward(self.model) is None:
+            from .optim.base import batch_loss_and_grad_each  # (import cycle via optim)
+
+            return batch_loss_and_grad_each(self, thetas, idx)
+        subsets, counts = self._split(idx)
+        with torch.enable_grad():
+            th = thetas.detach().requires_grad_(True)
+            rs = self._term_residuals(th, subsets, copies=k)
+            total = th.new_zeros(k)
+            for term, r, b in zip(self.terms, rs, counts):
+                w = self.weights[term.name]
+                if w != 0 and b > 0:
+                    total = total + w * r.reshape(k, -1).pow(2).mean(1)
+            (g,) = torch.autograd.grad(total.sum(), th)
+        return total.detach(), g
 
     def batch_hvp(self, theta: Tensor, v: Tensor, idx: Tensor) -> Tensor:
         """Hessian-vector product of the batch loss (forward-over-reverse, torch.func)."""

@@ -191,3 +191,20 @@ def test_cli_classify_errors(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["classify", "cifar"])
     assert e.value.code == 2
+
+
+@pytest.mark.parametrize("wd", [0.0, 1e-2])
+def test_fused_batch_gradients_equal_separate_calls(wd):
+    obj = objective(wd=wd)
+    gen = torch.Generator().manual_seed(0)
+    theta = obj.initial_theta()
+    thetas = theta + 0.5 * torch.randn(3, theta.numel(), generator=gen, dtype=theta.dtype)
+    idx = obj.sample_batch(17, gen)
+    fs, gs = obj.batch_loss_and_grad_many(thetas, idx)
+    assert fs.shape == (3,) and gs.shape == thetas.shape
+    for theta_i, f, g in zip(thetas, fs, gs):
+        f1, g1 = obj.batch_loss_and_grad(theta_i, idx)
+        assert abs(float(f - f1)) <= 1e-12 * max(1.0, abs(float(f1)))
+        assert float((g - g1).abs().max()) <= 1e-12 * max(1.0, float(g1.abs().max()))
+    with pytest.raises(ValueError, match="thetas must have shape"):
+        obj.batch_loss_and_grad_many(thetas[:, :-1], idx)

@@ -41,3 +41,38 @@ def test_output_transform():
     out = hard(z)
     assert float(out[0, 0].detach()) == 1.0
     torch.testing.assert_close(out[1], 0.5 * net(z[1:])[0] + 1.0)
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_stacked_forward_equals_one_call_per_parameter_set(shared):
+    from torch.func import functional_call
+
+    from pinnsolve.models import stacked_forward
+    from pinnsolve.objective import flatten_parameters
+
+    net = MLP(2, 3, (5, 4), lows=[-1.0, 0.0], highs=[1.0, 2.0], seed=0)
+    model = OutputTransform(net, lambda z, u: z[:, :1] * u + torch.sin(z[:, 1:]))
+    gen = torch.Generator().manual_seed(0)
+    for m in (net, model):
+        base = flatten_parameters(m)
+        thetas = base + torch.randn(3, base.numel(), generator=gen, dtype=torch.float64)
+        z = torch.rand(3, 7, 2, generator=gen, dtype=torch.float64)
+        if shared:
+            z = z[0]
+        out = stacked_forward(m)(thetas, z)
+        assert out.shape == (3, 7, 3)
+        names = [n for n, _ in m.named_parameters()]
+        for i in range(3):
+            chunks = thetas[i].split([p.numel() for p in m.parameters()])
+            params = {n: c.view(p.shape) for n, c, p in zip(names, chunks, m.parameters())}
+            ref = functional_call(m, params, (z if shared else z[i],))
+            torch.testing.assert_close(out[i], ref, rtol=0, atol=1e-14)
+
+
+def test_stacked_forward_is_none_without_a_batched_forward():
+    from pinnsolve.models import stacked_forward
+
+    plain = torch.nn.Sequential(torch.nn.Linear(2, 3))
+    assert stacked_forward(plain) is None
+    assert stacked_forward(OutputTransform(plain, lambda z, u: u)) is None
+    assert stacked_forward(MLP(2, 1, (3,))) is not None

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from pinnsolve import MLP, Dirichlet, Initial, Interval, Problem, TimeInterval
+from pinnsolve import MLP, Data, Dirichlet, Initial, Interval, Problem, TimeInterval
 from pinnsolve.objective import FunctionObjective
 from pinnsolve.problems.burgers import make_problem
 
@@ -227,3 +227,62 @@ def test_block_sizes_per_layer_and_per_tensor():
     assert sum(obj.block_sizes()) == obj.n_params
     with pytest.raises(ValueError, match="'layer' or 'tensor'"):
         obj.block_sizes("row")
+
+
+def _fused_vs_separate(obj, thetas, idx):
+    fs, gs = obj.batch_loss_and_grad_many(thetas, idx)
+    assert fs.shape == (len(thetas),) and gs.shape == thetas.shape
+    for theta, f, g in zip(thetas, fs, gs):
+        f1, g1 = obj.batch_loss_and_grad(theta, idx)
+        assert abs(float(f - f1)) <= 1e-12 * max(1.0, abs(float(f1)))
+        assert float((g - g1).abs().max()) <= 1e-12 * max(1.0, float(g1.abs().max()))
+
+
+@pytest.mark.parametrize("hard", [False, True])
+def test_fused_batch_gradients_equal_separate_calls(hard):
+    obj = small_burgers(hard)
+    theta = obj.initial_theta()
+    gen = torch.Generator().manual_seed(0)
+    thetas = theta + 0.3 * torch.randn(3, theta.numel(), generator=gen, dtype=theta.dtype)
+    for size in (5, 40):
+        _fused_vs_separate(obj, thetas, obj.sample_batch(size, gen))
+
+
+def test_fused_batch_gradients_of_a_system_with_data():
+    p = Problem(Interval(0, 1) * TimeInterval(0, 1), fields=("u", "v"))
+    p.pde(lambda u, v: (u.t - v.xx, v.t + u * u.x), n=20)
+    p.add(Initial(0.0, field="u", n=5), Initial(1.0, field="v", n=5))
+    gen = torch.Generator().manual_seed(2)
+    pts = torch.rand(8, 2, generator=gen, dtype=torch.float64)
+    p.add(Data(pts, torch.sin(pts[:, 0]), field="v"))
+    obj = p.compile(MLP(2, 2, (6, 6), seed=3))
+    theta = obj.initial_theta()
+    thetas = theta + 0.3 * torch.randn(2, theta.numel(), generator=gen, dtype=theta.dtype)
+    _fused_vs_separate(obj, thetas, obj.sample_batch(9, gen))
+
+
+def test_fused_batch_gradients_with_unknowns_and_fallbacks():
+    from pinnsolve import Unknown
+    from pinnsolve.optim.base import batch_loss_and_grad_many
+
+    p = Problem(Interval(0, 1) * TimeInterval(0, 1), parameters={"k": Unknown(0.3)})
+    p.pde(lambda u, k: u.t - k * u.xx, n=30)
+    p.add(Initial(lambda x: torch.sin(math.pi * x), n=10), Dirichlet(0.0, n=10))
+    obj = p.compile(MLP(2, 1, (6,), seed=0))
+    theta = obj.initial_theta()
+    thetas = torch.stack([theta, theta + 0.1, theta - 0.2])
+    idx = obj.sample_batch(12, torch.Generator().manual_seed(1))
+    _fused_vs_separate(obj, thetas, idx)  # unknowns: k separate calls inside
+
+    class NoFused:  # an objective without batch_loss_and_grad_many: the generic loop
+        def __init__(self, inner):
+            self.batch_loss_and_grad = inner.batch_loss_and_grad
+
+    fs, gs = batch_loss_and_grad_many(NoFused(obj), thetas, idx)
+    f0, g0 = obj.batch_loss_and_grad_many(thetas, idx)
+    torch.testing.assert_close(fs, f0, rtol=0, atol=0)
+    torch.testing.assert_close(gs, g0, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="thetas must have shape"):
+        obj.batch_loss_and_grad_many(theta, idx)
+    with pytest.raises(ValueError, match="thetas must be a"):
+        batch_loss_and_grad_many(obj, theta, idx)

@@ -8,19 +8,23 @@ points + 160 initial + 160 boundary, all redrawn every ``--resample-every`` iter
 for the full-batch method and every ``--resample-epochs`` x N/b for the mini-batch ones),
 and records the relative L2 error against Cole-Hopf on the 256 x 100 grid over time.
 Then it times ``step`` of S-LBFGS and SGD with the same batch, interleaved in rounds
-(median of the per-step times).  Writes into ``--out`` (validation/results):
+(median of the per-step times), and the SVRG gradient pair (x, w) fused vs as two calls,
+on the Burgers PINN and (if ``--data-dir`` holds MNIST) on the 784-128-10 classifier
+with N = 5,000, batch ``--clf-batch-size``.  Writes into ``--out`` (validation/results):
 
 * ``stochastic.png``: error vs wall time, one curve per method;
 * ``stochastic.md``: the table (final / best error, iterations, loss) and the timings.
 
     python validation/stochastic.py                 # 5 x 55 s + timing, ~5.5 min, 1 thread
     python validation/stochastic.py --budget 600    # longer runs on a quiet machine
+    python validation/stochastic.py --cost-only     # the cost tables only (~1 min), printed
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import platform
 import statistics
 import time
@@ -32,6 +36,7 @@ import torch
 from pinnsolve import MLP
 from pinnsolve.io import atomic_write
 from pinnsolve.optim import StopCriteria, make_method
+from pinnsolve.optim.base import batch_loss_and_grad_each, batch_loss_and_grad_many
 from pinnsolve.problems.burgers import make_problem
 from pinnsolve.train import Stage, Trainer
 
@@ -82,10 +87,23 @@ def run(label, name, options, validate_every, args) -> dict:
     return out
 
 
-def step_times(args) -> dict:
-    """Per-step times of S-LBFGS and SGD on the same objective and batch size, interleaved."""
-    obj = objective(args.seed)
-    b = args.batch_size
+def classification_objective(args):
+    """784-128-10 tanh MLP on the first 5,000 MNIST training images (float32), or None
+    without the data."""
+    from pinnsolve.classification import ClassificationObjective
+    from pinnsolve.datasets import load_dataset
+
+    try:
+        data = load_dataset("mnist", args.data_dir)
+    except (OSError, ValueError) as exc:
+        print(f"classification timing skipped: {exc}")
+        return None
+    return ClassificationObjective(data.subset(5000))
+
+
+def step_times(obj, b: int, rounds: int) -> dict:
+    """Per-step times of S-LBFGS and SGD on the same objective and batch size, interleaved
+    in ``rounds`` rounds, and of the SVRG gradient pair fused vs as two calls."""
     methods = {
         "slbfgs": make_method("slbfgs", lr=1e-3, batch_size=b, hessian_batch_size=b),
         "sgd": make_method("sgd", lr=1e-4, batch_size=b, momentum=0.9),
@@ -95,9 +113,13 @@ def step_times(args) -> dict:
         m.start(obj, thetas[k])
         for _ in range(30):  # warm up, and S-LBFGS has pairs
             m.step(obj, thetas[k])
-    times: dict[str, list[float]] = {"sgd": [], "slbfgs_inner": [], "slbfgs_all": []}
-    L = methods["slbfgs"].update_every
-    for _ in range(args.rounds):
+    sl = methods["slbfgs"]
+    pair = torch.stack([thetas["slbfgs"], sl.state["w"]])
+    idx = obj.sample_batch(b, torch.Generator().manual_seed(1))
+    times: dict[str, list[float]] = {"sgd": [], "slbfgs_inner": [], "slbfgs_all": [],
+                                     "fused": [], "two_calls": []}
+    L = sl.update_every
+    for _ in range(rounds):
         for k, m in methods.items():
             for _ in range(20):
                 plain = (k == "slbfgs" and not m.state["need_snapshot"]
@@ -111,26 +133,61 @@ def step_times(args) -> dict:
                     times["slbfgs_all"].append(dt)
                     if plain:
                         times["slbfgs_inner"].append(dt)
+        for key, fn in (("fused", batch_loss_and_grad_many),
+                        ("two_calls", batch_loss_and_grad_each)):
+            for _ in range(10):
+                t0 = time.perf_counter()
+                fn(obj, pair, idx)
+                times[key].append(time.perf_counter() - t0)
     # the direction alone (two-loop / compact form, m = 10 pairs)
-    m = methods["slbfgs"]
     from pinnsolve.optim.lbfgs import history_direction
 
     g = thetas["slbfgs"].clone()
     dirs = []
     for _ in range(200):
         t0 = time.perf_counter()
-        history_direction(m.state["hist"], g)
+        history_direction(sl.state["hist"], g)
         dirs.append(time.perf_counter() - t0)
     med = {k: statistics.median(v) for k, v in times.items()}
     return {
+        "batch": b,
         "sgd_ms": 1e3 * med["sgd"],
         "inner_ms": 1e3 * med["slbfgs_inner"],
         "all_ms": 1e3 * statistics.fmean(times["slbfgs_all"]),
         "sgd_mean_ms": 1e3 * statistics.fmean(times["sgd"]),
+        "fused_ms": 1e3 * med["fused"],
+        "two_calls_ms": 1e3 * med["two_calls"],
         "direction_ms": 1e3 * statistics.median(dirs),
-        "pairs": m.state["hist"]["count"],
+        "pairs": sl.state["hist"]["count"],
         "n": len(times["slbfgs_inner"]),
     }
+
+
+def cost_table(t: dict, title: str) -> list[str]:
+    return [
+        "",
+        f"## Cost of an iteration: {title} (batch {t['batch']}, interleaved rounds, same "
+        "objective)",
+        "",
+        "| quantity | time (ms) |",
+        "|---|---|",
+        f"| SGD step (median) | {t['sgd_ms']:.2f} |",
+        f"| S-LBFGS inner step without snapshot or HVP (median of {t['n']}) "
+        f"| {t['inner_ms']:.2f} |",
+        f"| S-LBFGS step, all in (mean: snapshots and HVPs amortised) | {t['all_ms']:.2f} |",
+        f"| SGD step (mean) | {t['sgd_mean_ms']:.2f} |",
+        f"| batch loss and gradient at (x, w), fused (median) | {t['fused_ms']:.2f} |",
+        f"| the same as two `batch_loss_and_grad` calls (median) | {t['two_calls_ms']:.2f} |",
+        f"| direction H v alone ({t['pairs']} pairs, median) | {t['direction_ms']:.3f} |",
+        "",
+        f"Ratio S-LBFGS inner / SGD (medians): **{t['inner_ms'] / t['sgd_ms']:.2f}x**; "
+        f"all-in (means): {t['all_ms'] / t['sgd_mean_ms']:.2f}x.  An inner step needs the "
+        "batch gradient at x and at the snapshot w (the SVRG correction); both come from "
+        "one fused evaluation (`batch_loss_and_grad_many`: the parameter sets stacked, one "
+        f"batched pass), {t['fused_ms']:.2f} ms against {t['two_calls_ms']:.2f} ms for two "
+        f"calls ({t['fused_ms'] / t['two_calls_ms']:.2f}x); the quasi-Newton part "
+        f"(direction, averaging) is the {t['direction_ms']:.3f} ms above.",
+    ]
 
 
 def figure(runs, path: Path) -> None:
@@ -179,27 +236,19 @@ def table(runs, timing, args, command: str) -> str:
             f"| {r['label']} | {opts} | {r['resample_every']} | {r['iterations']:,} | {sg} "
             f"| {r['final_error']:.3e} | {r['best_error']:.3e} | {r['loss']:.3e} |"
         )
-    t = timing
-    lines += [
-        "",
-        f"## Cost of an iteration (batch {args.batch_size}, interleaved rounds, same objective)",
-        "",
-        "| quantity | time (ms) |",
-        "|---|---|",
-        f"| SGD step (median) | {t['sgd_ms']:.2f} |",
-        f"| S-LBFGS inner step without snapshot or HVP (median of {t['n']}) "
-        f"| {t['inner_ms']:.2f} |",
-        f"| S-LBFGS step, all in (mean: snapshots and HVPs amortised) | {t['all_ms']:.2f} |",
-        f"| SGD step (mean) | {t['sgd_mean_ms']:.2f} |",
-        f"| direction H v alone ({t['pairs']} pairs, median) | {t['direction_ms']:.3f} |",
-        "",
-        f"Ratio S-LBFGS inner / SGD (medians): **{t['inner_ms'] / t['sgd_ms']:.2f}x**; "
-        f"all-in (means): {t['all_ms'] / t['sgd_mean_ms']:.2f}x.  An inner step evaluates "
-        "the batch gradient twice (at x and at the snapshot w: the SVRG correction), so "
-        "its floor is ~2x an SGD step; the quasi-Newton part (direction, averaging) is "
-        f"the {t['direction_ms']:.3f} ms above.",
-    ]
+    for title, t in timing:
+        lines += cost_table(t, title)
     return "\n".join(lines) + "\n"
+
+
+def cost(args) -> list[tuple[str, dict]]:
+    """The cost tables: the Burgers PINN and (with the data) MNIST classification."""
+    out = [("Burgers PINN", step_times(objective(args.seed), args.batch_size, args.rounds))]
+    clf = classification_objective(args)
+    if clf is not None:
+        out.append(("MNIST 784-128-10, N = 5,000, float32",
+                    step_times(clf, args.clf_batch_size, args.rounds)))
+    return out
 
 
 def main() -> None:
@@ -215,6 +264,13 @@ def main() -> None:
                                                 (kv.split("=") for kv in s.split(","))),
                     default={}, help="override step sizes, e.g. slbfgs=0.2,sgd=0.05")
     ap.add_argument("--only", default=None, help="comma-separated method names to run")
+    ap.add_argument("--cost-only", action="store_true",
+                    help="only time the iterations (print the cost tables, write nothing)")
+    ap.add_argument("--clf-batch-size", type=int, default=512,
+                    help="batch of the classification cost table")
+    ap.add_argument("--data-dir", default=os.environ.get("PINNSOLVE_DATA")
+                    or str(Path(__file__).resolve().parents[2] / "shared" / "datasets"),
+                    help="MNIST for the classification cost table (skipped if absent)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
@@ -223,11 +279,17 @@ def main() -> None:
     import sys
 
     command = " ".join(["python validation/stochastic.py", *sys.argv[1:]])
+    if args.cost_only:
+        lines = [f"Command: `{command}`"]
+        for title, t in cost(args):
+            lines += cost_table(t, title)
+        print("\n".join(lines))
+        return
     runs = [run(*c, args) for c in configs(args)
             if args.only is None or c[1] in args.only.split(",")]
     if args.only is not None:
         return
-    timing = step_times(args)
+    timing = cost(args)
     args.out.mkdir(parents=True, exist_ok=True)
     figure(runs, args.out / "stochastic.png")
     text = table(runs, timing, args, command)

@@ -24,6 +24,8 @@ from torch import Tensor
 __all__ = [
     "Objective",
     "StochasticObjective",
+    "batch_loss_and_grad_many",
+    "batch_loss_and_grad_each",
     "Method",
     "StepInfo",
     "StopCriteria",
@@ -81,6 +83,11 @@ class StochasticObjective(Objective, Protocol):
       from the samples ``idx`` (detached);
     * ``batch_hvp(theta, v, idx)``: the Hessian-vector product of that batch loss
       (torch.func forward-over-reverse).
+
+    Optional: ``batch_loss_and_grad_many(thetas, idx)`` -> ``(losses[k], grads[k, n])``,
+    the same batch at the ``k`` rows of ``thetas`` in one fused evaluation (SVRG
+    gradients need the batch at two points); :func:`batch_loss_and_grad_many` falls
+    back to ``k`` calls of ``batch_loss_and_grad`` without it.
     """
 
     n_samples: int
@@ -104,6 +111,35 @@ def require_stochastic(objective: Any, who: str, hvp: bool = False) -> None:
             f"{who} needs a mini-batch objective (StochasticObjective); "
             f"{type(objective).__name__} has no {', '.join(missing)}"
         )
+
+
+def batch_loss_and_grad_many(
+    objective: Any, thetas: Tensor, idx: Tensor
+) -> tuple[Tensor, Tensor]:
+    """``(losses[k], grads[k, n])``: the batch loss and gradient of the samples ``idx`` at
+    each row of ``thetas`` (shape ``(k, n)``).
+
+    One call of ``objective.batch_loss_and_grad_many`` if the objective has it (a fused
+    evaluation: the ``k`` points share one batched forward and backward pass), else
+    ``k`` calls of ``objective.batch_loss_and_grad``; both give the same values to
+    round-off.
+    """
+    if not isinstance(thetas, Tensor) or thetas.dim() != 2:
+        raise ValueError(f"thetas must be a (k, n) tensor, got "
+                         f"{tuple(thetas.shape) if isinstance(thetas, Tensor) else type(thetas)}")
+    fused = getattr(objective, "batch_loss_and_grad_many", None)
+    if fused is not None:
+        return fused(thetas, idx)
+    return batch_loss_and_grad_each(objective, thetas, idx)
+
+
+def batch_loss_and_grad_each(
+    objective: Any, thetas: Tensor, idx: Tensor
+) -> tuple[Tensor, Tensor]:
+    """:func:`batch_loss_and_grad_many` by ``k`` calls of ``batch_loss_and_grad`` (the
+    fallback, also for objectives whose fused path does not apply)."""
+    pairs = [objective.batch_loss_and_grad(theta, idx) for theta in thetas]
+    return torch.stack([f for f, _ in pairs]), torch.stack([g for _, g in pairs])
 
 
 class StochasticMethod:
