@@ -15,7 +15,7 @@ The module contract (the same for a user's own file, ``pinnsolve run path/to/fil
 * optional ``DESCRIPTION`` (one line; default: the first docstring line),
   ``PARAMETERS`` (``{name: help text}``) and ``RECIPE`` (defaults of the training
   options that differ from the shared ones, e.g. ``{"layers": "20,20", "points": 1000,
-  "max_time": 60.0}``; keys as in :data:`pinnsolve.cli.BURGERS_DEFAULTS`).
+  "max_time": 60.0}``; keys as in :data:`pinnsolve.cli.RUN_DEFAULTS`).
 
 The problem should set ``solution`` (exact or reference values) so that runs report
 ``rel_l2_error``.

@@ -13,6 +13,7 @@ from pinnsolve.cli import (
     UsageError,
     apply_preset,
     build_parser,
+    burgers_default_time,
     explicit_options,
     main,
 )
@@ -60,7 +61,7 @@ def test_explicit_options_override_the_preset():
     for key in set(preset) - {"max_time", "optimizer"}:
         assert getattr(args, key) == preset[key]
     # an explicit value equal to the built-in default still wins over the preset
-    default_time = BURGERS_DEFAULTS["max_time"]
+    default_time = burgers_default_time(0.01)
     assert parse("burgers", "--preset", "accurate", "--max-time",
                  str(default_time)).max_time == default_time
     # boolean options can be switched either way against a preset
@@ -107,3 +108,13 @@ def test_preset_reaches_the_run(tmp_path):
         if key not in given:
             stored = config["hard_constraints"] if key == "hard" else config[key]
             assert stored == value, key
+
+
+def test_default_budget_grows_for_sharp_shocks():
+    """170 s for nu >= 0.01, 420 s below; an explicit --max-time or a preset wins."""
+    from pinnsolve.cli import BURGERS_TIME
+
+    assert burgers_default_time(0.01) == BURGERS_TIME["smooth"] == 170.0
+    assert burgers_default_time(0.01 / 3.14159) == BURGERS_TIME["shock"] == 420.0
+    assert parse("burgers").max_time is None  # resolved from --nu when the run starts
+    assert parse("burgers", "--preset", "fast").max_time == BURGERS_PRESETS["fast"]["max_time"]

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from pinnsolve.cli import BURGERS_DEFAULTS
+from pinnsolve.cli import RUN_DEFAULTS
 from pinnsolve.io import load_run
 from pinnsolve.plot import plot_run
 from pinnsolve.problems import CATALOG, load, recipe
@@ -38,7 +38,7 @@ PROBLEMS = [name for name in CATALOG if name != "burgers"]
 
 
 def run_case(name: str, out: Path, scale: float, threads: int, extra: list[str]) -> dict:
-    budget = {**BURGERS_DEFAULTS, **recipe(load(name))}["max_time"] * scale
+    budget = {**RUN_DEFAULTS, **recipe(load(name))}["max_time"] * scale
     with tempfile.TemporaryDirectory() as tmp:
         h5 = Path(tmp) / f"{name}.h5"
         cmd = [sys.executable, "-m", "pinnsolve", "run", name, "--json", "--quiet",

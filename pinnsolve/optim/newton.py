@@ -257,8 +257,10 @@ class NewtonCG(HessianFreeNewton):
         for j in range(self.max_cg):
             hd = self._hvp(objective, theta, d)
             info["hvps"] += 1
-            dhd, dd = torch.stack((torch.dot(d, hd), torch.dot(d, d))).tolist()
-            if not (math.isfinite(dhd) and is_finite(hd)):
+            # h'h is non-finite iff some entry of Hd is (or it overflows): one host sync
+            dhd, dd, hh = torch.stack((torch.dot(d, hd), torch.dot(d, d), torch.dot(hd, hd))
+                                      ).tolist()
+            if not (math.isfinite(dhd) and math.isfinite(hh)):
                 info["reason"] = "non_finite"
                 return g.neg(), info
             if dhd <= eps * dd:
@@ -269,14 +271,14 @@ class NewtonCG(HessianFreeNewton):
                     return g.neg(), info
                 return p, info
             alpha = rr / dhd
-            p = p.add(d, alpha=alpha)
-            r = r.add(hd, alpha=alpha)
+            p.add_(d, alpha=alpha)
+            r.add_(hd, alpha=alpha)
             info["iterations"] += 1
             rr_new = float(torch.dot(r, r))
             if math.sqrt(rr_new) <= tol:
                 info["reason"] = "converged"
                 return p, info
-            d = torch.add(r.neg(), d, alpha=rr_new / rr)
+            d = d.mul_(rr_new / rr).sub_(r)  # d = -r + beta d
             rr = rr_new
         return p, info
 
