@@ -196,7 +196,7 @@ def test_non_finite_trial_is_rejected_and_persistent_failure_stops():
 def test_dense_max_and_missing_residuals():
     obj = LeastSquares(lambda th: th - 1.0)
     with pytest.raises(ValueError, match="dense_max"):
-        Levenberg(dense_max=10).start(obj, torch.zeros(11, dtype=torch.float64))
+        Levenberg(solver="dense", dense_max=10).start(obj, torch.zeros(11, dtype=torch.float64))
 
     class NoResiduals:
         def loss(self, theta):
