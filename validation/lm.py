@@ -12,7 +12,11 @@ iteration)::
 
 The configurations: ``ssbroyden`` (the recommended default), ``lm``, and ``lm`` with
 fresh points every 20 iterations (an LM iteration does much more per point set than a
-quasi-Newton one).
+quasi-Newton one); ``lm`` and ``levenberg`` with the dense and the matrix-free (``--lm-solver
+cg``) linear algebra::
+
+    python validation/lm.py --budget 20 --budget 50 --only lm --only "lm, --lm-solver cg" \
+        --only levenberg --only "levenberg, --lm-solver cg" --out validation/results/lm_cg.md
 """
 
 from __future__ import annotations
@@ -29,6 +33,9 @@ CONFIGS = {
     "ssbroyden": ["--optimizer", "ssbroyden"],
     "lm": ["--optimizer", "lm"],
     "lm, --resample-every 20": ["--optimizer", "lm", "--resample-every", "20"],
+    "lm, --lm-solver cg": ["--optimizer", "lm", "--lm-solver", "cg"],
+    "levenberg": ["--optimizer", "levenberg"],
+    "levenberg, --lm-solver cg": ["--optimizer", "levenberg", "--lm-solver", "cg"],
 }
 
 

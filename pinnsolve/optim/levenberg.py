@@ -43,7 +43,11 @@ make the model and the gain ratio wrong.
 
 Linear algebra
 --------------
-Only the dense path is implemented.  The Jacobian comes from ``objective.jacobian(theta)``
+Two paths, chosen by ``solver``: ``"dense"``, ``"cg"`` (matrix-free) or ``"auto"`` (the
+default: dense up to ``dense_max`` = 5,000 parameters, cg above; an explicit ``"dense"``
+above ``dense_max`` raises ``ValueError``).
+
+**Dense.** The Jacobian comes from ``objective.jacobian(theta)``
 when the objective has one (``jacobian="auto"``): :meth:`PINNObjective.jacobian
 <pinnsolve.objective.PINNObjective.jacobian>` builds it from per-point gradients (each
 residual row depends on the network at its own point only), at about 3 loss-and-gradient
@@ -56,9 +60,58 @@ loss-and-gradient evaluations for that Burgers problem; ``"auto"`` picks ``jacfw
 the CPU: half the flops of ``J.T @ J``, ~3.7 loss-and-gradient evaluations for Burgers)
 and kept in the state, and the system is solved by a Cholesky factorization
 (:func:`torch.linalg.cholesky_ex`, ~4.5 evaluations for ``n = 921``); if the factorization
-fails, :math:`\\lambda` is increased (failure rule) and it is retried.  Problems with more
-than ``dense_max`` parameters raise ``ValueError`` (a matrix-free CG on the normal
-equations with ``jvp``/``vjp`` is not implemented yet).
+fails, :math:`\\lambda` is increased (failure rule) and it is retried.
+
+**Matrix-free (cg).** :math:`J` is never formed.  Each point is *linearized* once
+(``objective.linearize(theta)`` -- :meth:`PINNObjective.linearize
+<pinnsolve.objective.PINNObjective.linearize>` -- or, for any objective with
+``residuals``, a :class:`ResidualLinearization`): one forward pass keeps the autograd
+graph of :math:`r`, after which :math:`J^\\top u` is one reverse pass and :math:`J v` one
+reverse pass of the (once recorded) graph of :math:`w \\mapsto J^\\top w`; on Burgers
+0.27 loss-and-gradient evaluations per product and ~1.2 per linearization (forward mode,
+``torch.func.jvp``, measured 0.76 per product).  The step solves, inexactly,
+
+.. math::  \\min_p \\|J p + r\\|^2 + \\lambda\\, p^\\top D p
+           \\iff (J^\\top J + \\lambda D) p = -J^\\top r
+
+by :func:`cgls` on the stacked system :math:`[J D^{-1/2};\\ \\sqrt\\lambda I]\\, y =
+[-r;\\ 0]`, :math:`p = D^{-1/2} y`.  CGLS has the iterates of CG on the normal
+equations in exact arithmetic (so its convergence is governed by
+:math:`\\kappa(J)^2`), but it is the numerically stable form of that method: the step
+lengths use :math:`\\|J d\\|^2` instead of :math:`d^\\top (J^\\top J d)` and the
+least-squares residual :math:`s = -r - Jp` is carried explicitly, so rounding behaves as
+for the stacked least-squares problem (Björck 1996, Sec. 7.4; LSQR is equivalent in
+exact arithmetic and was not needed here); :math:`D^{-1/2}` acts as a Jacobi
+preconditioner.  One CGLS iteration costs one
+:math:`J v` and one :math:`J^\\top u`.  It stops at the forcing-term rule of
+:mod:`~pinnsolve.optim.newton`, relative normal-equations residual
+:math:`\\le \\eta_k = \\min(0.5, \\sqrt{\\|g_k\\|})` (or a fixed ``forcing``), or after
+``max_cg`` iterations.  As the solution is inexact, the predicted reduction for the gain
+ratio is the model difference itself, :math:`L(0) - L(p) = -(Jp)^\\top (2 r + J p)`,
+with :math:`Jp = -r - s` from the recurrence (no extra product).  (The normal-equations
+shortcut above assumes :math:`p^\\top((J^\\top J + \\lambda D) p + J^\\top r) = 0`; a CG
+iterate satisfies that too in exact arithmetic -- the Galerkin condition on its Krylov
+space, checked in the tests -- but a general inexact :math:`p` does not, and rounding
+erodes it, so the direct form is used.)  Every CGLS iterate lowers the damped
+model from :math:`p = 0`, so :math:`L(0) - L(p) > \\lambda p^\\top D p > 0`.
+
+Marquardt's :math:`D = \\operatorname{diag}(J^\\top J)` on this path:
+``objective.jacobian_diagonal(theta)`` if the objective offers it (exact; for a PINN the
+squared column norms accumulated over chunks of per-point gradients, costing about one
+Jacobian build but holding only one chunk of :math:`J`), else a Hutchinson estimate
+:math:`\\frac1k\\sum_j (J^\\top z_j)^2` with ``diag_samples`` Rademacher probes (unbiased;
+~40% median relative error with 8 probes on Burgers).  Because it is that expensive,
+:math:`D` is recomputed at the start, on :meth:`~Levenberg.refresh` and after every
+``diag_every``-th accepted step, and kept in between (any fixed positive diagonal
+scaling is admissible, Moré 1978).  Levenberg (:math:`D = I`) uses the diagonal only once,
+for :math:`\\lambda_0`.
+
+The state then holds the residual vector and :math:`D` instead of :math:`J^\\top J`, and
+counts ``jvps``, ``vjps`` (including the gradient :math:`2 J^\\top r` of every accepted
+point and Hutchinson probes) and ``cg_iterations`` of all steps, accepted or not.  The
+linearization of the current point is cached outside the state (it is recomputed, at one
+evaluation, after :meth:`~pinnsolve.optim.base.Method.load_state_dict`; the iterates are
+the same).
 
 Iterations and evaluations
 --------------------------
@@ -66,7 +119,9 @@ Every call of :meth:`~Levenberg.step` is one iteration, accepted or not: a rejec
 leaves ``theta`` unchanged, increases :math:`\\lambda` and reports the unchanged loss and
 gradient.  ``StepInfo.evals`` counts **residual evaluations plus Jacobian builds**: a trial
 point costs 1 (``objective.residuals``), and an accepted point 1 more for its Jacobian;
-:meth:`~Levenberg.start` costs 2 (residuals, Jacobian).  The reported loss is
+:meth:`~Levenberg.start` costs 2 (residuals, Jacobian).  On the cg path it counts
+linearizations (a trial point costs 1, :meth:`~Levenberg.start` 1), the Jacobian products
+being in the state.  The reported loss is
 :math:`r^\\top r` and the gradient :math:`2 J^\\top r`, at the current point.
 
 Safeguards
@@ -101,6 +156,13 @@ References
   Numerical Analysis, Lecture Notes in Math. 630, Springer (1978) 105-116.
 * K. Madsen, H. B. Nielsen, O. Tingleff, Methods for non-linear least squares problems,
   2nd ed., IMM, DTU (2004).
+* Å. Björck, Numerical Methods for Least Squares Problems, SIAM (1996), Sec. 7.4 (CGLS).
+* C. C. Paige, M. A. Saunders, LSQR: an algorithm for sparse linear equations and sparse
+  least squares, ACM TOMS 8 (1982) 43-71.
+* M. F. Hutchinson, A stochastic estimator of the trace of the influence matrix,
+  Comm. Statist. Simul. Comput. 18 (1989) 1059-1076.
+* S. C. Eisenstat, H. F. Walker, Choosing the forcing terms in an inexact Newton
+  method, SIAM J. Sci. Comput. 17 (1996) 16-32.
 """
 
 from __future__ import annotations
