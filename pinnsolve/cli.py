@@ -106,7 +106,7 @@ def add_training_options(p: argparse.ArgumentParser, defaults: dict[str, Any]) -
                    "mlbfgs (default: full batch; slbfgs: 64)")
     g.add_argument("--lm-solver", choices=("auto", "dense", "cg"), default=None,
                    help="linear algebra of levenberg/lm: dense (Jacobian, J'J, Cholesky), "
-                   "cg (matrix-free CGLS on J v / J'u products) or auto (dense up to 5000 "
+                   "cg (matrix-free CGLS on J v / J'u products) or auto (dense up to 2500 "
                    "parameters; the default)")
     g.add_argument("--gtol", type=float, default=0.0,
                    help="stop when max |gradient| <= GTOL (default: %(default)s)")

@@ -470,14 +470,13 @@ def test_generic_linearization_matches_jacfwd():
                                                                                 dtype=torch.float64))
 
 
-def test_auto_solver_switches_to_cg_above_dense_max():
+def test_auto_solver_switches_to_cg_above_auto_max():
     _, _, obj = linear_problem()
-    method = Levenberg(dense_max=5)  # solver="auto"
-    method.start(obj, torch.zeros(10, dtype=torch.float64))
-    assert "jvps" in method.state and "jtj" not in method.state
-    method = Levenberg(dense_max=10)
-    method.start(obj, torch.zeros(10, dtype=torch.float64))
-    assert "jtj" in method.state
+    for kw, dense in (({"auto_max": 9}, False), ({"dense_max": 9}, False),
+                      ({"auto_max": 10}, True), ({}, True)):
+        method = Levenberg(**kw)  # solver="auto"
+        method.start(obj, torch.zeros(10, dtype=torch.float64))
+        assert ("jtj" in method.state) == dense and ("jvps" in method.state) != dense, kw
 
 
 @pytest.mark.parametrize("kw, match", [

@@ -44,8 +44,9 @@ make the model and the gain ratio wrong.
 Linear algebra
 --------------
 Two paths, chosen by ``solver``: ``"dense"``, ``"cg"`` (matrix-free) or ``"auto"`` (the
-default: dense up to ``dense_max`` = 5,000 parameters, cg above; an explicit ``"dense"``
-above ``dense_max`` raises ``ValueError``).
+default: dense up to ``auto_max`` = 2,500 parameters, cg above -- the crossover measured
+on Burgers below; an explicit ``"dense"`` above ``dense_max`` = 5,000 raises
+``ValueError``).
 
 **Dense.** The Jacobian comes from ``objective.jacobian(theta)``
 when the objective has one (``jacobian="auto"``): :meth:`PINNObjective.jacobian
@@ -361,10 +362,11 @@ class Levenberg(Method):
     solver
         ``"dense"`` (form :math:`J`, :math:`J^\\top J`, Cholesky), ``"cg"`` (matrix-free
         CGLS with Jacobian-vector products, :math:`J` never formed) or ``"auto"``:
-        dense when ``n_params <= dense_max``, else cg.
+        dense when ``n_params <= min(auto_max, dense_max)``, else cg.
     dense_max
-        Largest number of parameters for the dense path (``"auto"`` switches to cg above
-        it; an explicit ``"dense"`` raises ``ValueError``).
+        Largest number of parameters for ``solver="dense"`` (else ``ValueError``).
+    auto_max
+        Largest number of parameters for which ``"auto"`` picks the dense path.
     jacobian
         Dense path: ``"auto"`` (``objective.jacobian`` if the objective has it, else
         ``jacfwd`` if ``n_params < n_residuals`` else ``jacrev``), ``"fwd"`` or ``"rev"``
@@ -399,6 +401,7 @@ class Levenberg(Method):
         tau: float = 1e-3,
         solver: str = "auto",
         dense_max: int = 5000,
+        auto_max: int = 2500,
         jacobian: str = "auto",
         chunk_size: int | None = None,
         max_failures: int = 30,
@@ -424,6 +427,7 @@ class Levenberg(Method):
         self.tau = float(tau)
         self.solver = solver
         self.dense_max = int(dense_max)
+        self.auto_max = int(auto_max)
         self.jacobian = jacobian
         self.chunk_size = chunk_size
         self.max_failures = int(max_failures)
@@ -492,9 +496,9 @@ class Levenberg(Method):
     def _use_cg(self, n: int) -> bool:
         if self.solver == "cg":
             return True
-        if n <= self.dense_max:
-            return False
-        if self.solver == "dense":
+        if self.solver == "auto":
+            return n > min(self.auto_max, self.dense_max)
+        if n > self.dense_max:
             raise ValueError(
                 f"{self.name}: {n} parameters exceed dense_max={self.dense_max} for "
                 "solver='dense'; use solver='cg' (matrix-free) or raise dense_max if J'J "
