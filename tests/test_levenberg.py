@@ -389,6 +389,7 @@ def test_dense_and_cg_agree_on_linear_least_squares(cls):
         theta = torch.zeros(10, dtype=torch.float64)
         method = cls(solver=solver, tau=1e-2, forcing=1e-14, max_cg=200)
         method.start(obj, theta)
+        assert ("jtj" in method.state) == (solver == "dense")
         for _ in range(3):
             method.step(obj, theta)
         steps[solver] = (theta.clone(), method.state["lambda"])
@@ -477,6 +478,10 @@ def test_auto_solver_switches_to_cg_above_auto_max():
         method = Levenberg(**kw)  # solver="auto"
         method.start(obj, torch.zeros(10, dtype=torch.float64))
         assert ("jtj" in method.state) == dense and ("jvps" in method.state) != dense, kw
+    for solver, dense in (("dense", True), ("cg", False)):
+        method = Levenberg(solver=solver, auto_max=1)
+        method.start(obj, torch.zeros(10, dtype=torch.float64))
+        assert ("jtj" in method.state) == dense, solver
 
 
 @pytest.mark.parametrize("kw, match", [

@@ -504,7 +504,7 @@ class Levenberg(Method):
                 "solver='dense'; use solver='cg' (matrix-free) or raise dense_max if J'J "
                 "fits in memory"
             )
-        return True
+        return False
 
     # ---- cg path: linearization, diagonal ----------------------------------------------
     def _linearization(self, objective: Objective, theta: Tensor):
