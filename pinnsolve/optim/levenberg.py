@@ -147,6 +147,23 @@ yet larger errors (presumably it fits each set of collocation points more closel
 the solution between them).  So on that PINN it is not competitive at these budgets; it is fast and
 accurate for small least-squares fits and tiny PINNs.
 
+Dense vs matrix-free at equal wall time, same problem (``python validation/lm.py --budget
+20 --budget 50 --only lm --only "lm, --lm-solver cg" --only levenberg --only "levenberg,
+--lm-solver cg"``, ``validation/results/lm_cg.md``, under load): relative L2 error at 20 s
+``lm`` 6.2e-2 (dense) vs 4.3e-1 (cg), ``levenberg`` 3.6e-2 vs 4.4e-1; at 50 s ``lm``
+1.9e-2 vs 2.8e-1, ``levenberg`` 2.5e-3 vs 2.7e-1 -- iterations of similar cost, but
+6-20 CGLS iterations resolve little of this ill-conditioned Gauss-Newton system (tighter
+forcing with up to 200 iterations did not help).  With wider networks the dense linear
+algebra grows as :math:`m n^2` and the products as :math:`m n`: at 50 s ``levenberg``
+on 3 x 30 (1,981 parameters) 2.8e-1 dense vs 4.1e-1 cg, on 3 x 40 (3,441 parameters)
+5.0e-1 dense (16 iterations) vs 4.6e-1 cg (67) (``validation/results/lm_cg_sizes.md``),
+hence ``auto_max = 2500``.  Per-iteration overhead beyond the objective's calls
+(``validation/optimizers.py``, real Burgers objective, same process): dense 423% (Levenberg)
+and 529% (LM) of one loss-and-gradient evaluation, cg 13.4% and 13.7% -- above the 10%
+target: ~8 small in-place vector operations per CGLS iteration, each right after a large
+autograd pass, where the first tensor operation after a heavy kernel was measured at
+25-100 us (cold caches; ~5 us in a warm loop).
+
 References
 ----------
 * K. Levenberg, A method for the solution of certain non-linear problems in least
