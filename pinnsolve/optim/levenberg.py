@@ -711,6 +711,9 @@ class Levenberg(Method):
             lin = linearize(objective, theta)
             self._cache(objective, theta, lin)
             evals += 1
+        if not lam * float(scale.max()) < torch.finfo(r.dtype).max:  # damping overflowed
+            self._commit_failure(lam, nu, int(st["failures"]) + 1)
+            return StepInfo(loss=f, grad=g, evals=evals, failed="damping_failed")
         gnorm = float(g.norm())
         eta = min(0.5, math.sqrt(gnorm)) if self.forcing is None else self.forcing
         p, jp, info = cgls(lin.jvp, lin.vjp, r, lam, scale.rsqrt(), eta, self.max_cg)
