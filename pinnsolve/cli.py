@@ -106,6 +106,10 @@ def add_training_options(p: argparse.ArgumentParser, defaults: dict[str, Any]) -
                    help="mini-batch size (collocation points per iteration, drawn from every "
                    "term in proportion) of the stochastic optimizers sgd, adam, slbfgs, "
                    "mlbfgs (default: full batch; slbfgs: 64)")
+    g.add_argument("--lm-solver", choices=("auto", "dense", "cg"), default=None,
+                   help="linear algebra of levenberg/lm: dense (Jacobian, J'J, Cholesky), "
+                   "cg (matrix-free CGLS on J v / J'u products) or auto (dense up to 2500 "
+                   "parameters; the default)")
     g.add_argument("--gtol", type=float, default=0.0,
                    help="stop when max |gradient| <= GTOL (default: %(default)s)")
     g.add_argument("--seed", type=int, default=0, help="seed of network and points")
@@ -860,6 +864,10 @@ def _method(args: argparse.Namespace):
             raise UsageError(f"--batch-size applies to the stochastic optimizers, not "
                              f"{args.optimizer!r}")
         options["batch_size"] = args.batch_size
+    if getattr(args, "lm_solver", None) is not None:
+        if "solver" not in accepted:
+            raise UsageError(f"--lm-solver applies to levenberg and lm, not {args.optimizer!r}")
+        options["solver"] = args.lm_solver
     return make_method(args.optimizer, **options)
 
 

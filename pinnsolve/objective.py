@@ -576,6 +576,11 @@ class PINNObjective(FunctionObjective):
 
     def _network_jacobian(self, theta: Tensor, chunk_size: int | None) -> Tensor:
         """The network columns of :meth:`jacobian` by per-point gradients (see there)."""
+        return torch.cat(list(self._network_jacobian_blocks(theta, chunk_size))).detach()
+
+    def _network_jacobian_blocks(self, theta: Tensor, chunk_size: int | None):
+        """The network columns of :meth:`jacobian`, scaled row blocks of at most
+        ``chunk_size`` points (times components) each, in row order."""
         model = self.model
         names = self._names
         net_params = self.unflatten(theta)
@@ -585,11 +590,9 @@ class PINNObjective(FunctionObjective):
         def point_net(p: dict[str, Tensor], z: Tensor) -> Tensor:
             return functional_call(model, p, (z.unsqueeze(0),)).squeeze(0)
 
-        blocks = []
         for term in self.terms:
             N = term.points[0].shape[0]
             step = N if chunk_size is None else chunk_size
-            rows = []
             for s in range(0, N, step):
                 pts = [Z[s:s + step] for Z in term.points]
                 aux = {key: v[s:s + step] for key, v in term.aux.items()}
@@ -612,11 +615,57 @@ class PINNObjective(FunctionObjective):
                     (g,) = vmap(pull)(eye[:, None, :].expand(c, *r.shape))
                     J = torch.cat([g[k].reshape(c, b, -1) for k in names], dim=2)
                     J = J.transpose(0, 1).reshape(b * c, -1)  # row-major like r.reshape(-1)
-                rows.append(J)
                 comps = 1 if r.ndim == 1 else r.shape[1]
-            J = torch.cat(rows) if len(rows) > 1 else rows[0]
-            blocks.append(J * (self.weights[term.name] / (N * comps)) ** 0.5)
-        return torch.cat(blocks).detach()
+                yield J.detach() * (self.weights[term.name] / (N * comps)) ** 0.5
+
+    def jacobian_diagonal(self, theta: Tensor, chunk_size: int | None = 4096) -> Tensor:
+        """:math:`\\operatorname{diag}(J^\\top J)`, the squared column norms of
+        :meth:`jacobian`, accumulated over row blocks of ``chunk_size`` points so that no
+        more than one block of :math:`J` is held (Levenberg-Marquardt's scaling on its
+        matrix-free path); costs about what :meth:`jacobian` costs."""
+        theta = theta.detach()
+        if theta.shape != (self.n_params,):
+            raise ValueError(
+                f"theta must have shape ({self.n_params},), got {tuple(theta.shape)}"
+            )
+        if not self._pointwise_jacobian:
+            return self.jacobian(theta, chunk_size).pow(2).sum(0)
+        base = sum(self._sizes)
+        d = theta.new_zeros(self.n_params)
+        try:
+            for J in self._network_jacobian_blocks(theta, chunk_size):
+                d[:base] += J.pow(2).sum(0)
+        except (RuntimeError, NotImplementedError):
+            return self.jacobian(theta, chunk_size).pow(2).sum(0)  # warns, falls back
+        if self.unknowns:
+            net, raw = theta[:base], theta[base:]
+            J_unk = jacfwd(lambda u: self.residuals(torch.cat((net, u))))(raw)
+            d[base:] = J_unk.detach().pow(2).sum(0)
+        return d
+
+    def linearize(self, theta: Tensor):
+        """The :meth:`residuals` at ``theta`` with their graph kept, for repeated Jacobian
+        products without forming :math:`J`: ``lin.residuals``, ``lin.jvp(v)`` =
+        :math:`J v`, ``lin.vjp(u)`` = :math:`J^\\top u`
+        (:class:`~pinnsolve.optim.levenberg.ResidualLinearization`: one forward pass
+        with graph, then one reverse pass per product)."""
+        from .optim.levenberg import ResidualLinearization
+
+        theta = theta.detach()
+        if theta.shape != (self.n_params,):
+            raise ValueError(
+                f"theta must have shape ({self.n_params},), got {tuple(theta.shape)}"
+            )
+        return ResidualLinearization(self.residuals, theta)
+
+    def jvp(self, theta: Tensor, v: Tensor) -> Tensor:
+        """:math:`J v` of :meth:`residuals` at ``theta`` (one product; to reuse the
+        forward pass across many, use :meth:`linearize`)."""
+        return self.linearize(theta).jvp(v)
+
+    def vjp(self, theta: Tensor, u: Tensor) -> Tensor:
+        """:math:`J^\\top u` of :meth:`residuals` at ``theta`` (see :meth:`jvp`)."""
+        return self.linearize(theta).vjp(u)
 
     def term_losses(self, theta: Tensor) -> dict[str, float]:
         """Each term's unweighted mean squared residual."""

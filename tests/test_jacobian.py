@@ -1,4 +1,5 @@
-"""PINNObjective.jacobian (per-point gradients) against generic jacrev; J'J; LM uses it."""
+"""PINNObjective.jacobian (per-point gradients), jvp/vjp/linearize and jacobian_diagonal
+against generic jacrev; J'J; LM uses it."""
 
 from __future__ import annotations
 
@@ -44,7 +45,27 @@ def check(obj, theta=None, **kw):
     err = float((J - J0).abs().max())
     assert float(J0.abs().max()) > 1e-3  # not trivially zero
     assert err <= TOL * max(1.0, float(J0.abs().max())), err
+    check_products(obj, theta, J0, kw.get("chunk_size", 4096))
     return J
+
+
+def check_products(obj, theta, J0, chunk_size):
+    """The matrix-free products and diag(J'J) of the Levenberg-Marquardt cg path."""
+    gen = torch.Generator().manual_seed(2)
+    v = torch.randn(J0.shape[1], generator=gen, dtype=J0.dtype)
+    u = torch.randn(J0.shape[0], generator=gen, dtype=J0.dtype)
+    lin = obj.linearize(theta)
+    assert torch.equal(lin.residuals, obj.residuals(theta))
+    for _ in range(2):  # reused linearization: same answers
+        jv, jtu = lin.jvp(v), lin.vjp(u)
+        assert float((jv - J0 @ v).abs().max()) <= TOL * max(1.0, float((J0 @ v).abs().max()))
+        assert float((jtu - J0.T @ u).abs().max()) <= TOL * max(1.0, float(
+            (J0.T @ u).abs().max()))
+    assert torch.allclose(obj.jvp(theta, v), jv, rtol=0, atol=1e-13)
+    assert torch.allclose(obj.vjp(theta, u), jtu, rtol=0, atol=1e-13)
+    d0 = J0.pow(2).sum(0)
+    d = obj.jacobian_diagonal(theta, chunk_size=chunk_size)
+    assert float((d - d0).abs().max()) <= TOL * max(1.0, float(d0.max()))
 
 
 def test_burgers_pde_initial_boundary_and_chunks():

@@ -196,7 +196,7 @@ def test_non_finite_trial_is_rejected_and_persistent_failure_stops():
 def test_dense_max_and_missing_residuals():
     obj = LeastSquares(lambda th: th - 1.0)
     with pytest.raises(ValueError, match="dense_max"):
-        Levenberg(dense_max=10).start(obj, torch.zeros(11, dtype=torch.float64))
+        Levenberg(solver="dense", dense_max=10).start(obj, torch.zeros(11, dtype=torch.float64))
 
     class NoResiduals:
         def loss(self, theta):
@@ -288,13 +288,17 @@ def ref_lambda(obj, theta0, cls):
 
 
 @pytest.mark.parametrize("cls", METHODS)
-def test_float32_keeps_dtype(cls):
+@pytest.mark.parametrize("solver", ["dense", "cg"])
+def test_float32_keeps_dtype(cls, solver):
+    """Also: at the float32 solution the damping grows without bound; the cg path stops
+    with damping_failed once lambda D would overflow float32 instead of raising."""
     obj = exp_fit(torch.float32)
     theta = torch.tensor([1.0, -1.0, 0.0], dtype=torch.float32)
-    method = cls()
+    method = cls(solver=solver)
     res = minimize(obj, theta, method, StopCriteria(max_iter=40))
     assert theta.dtype == torch.float32
-    for key in ("loss", "grad", "jtj"):
+    keys = ("loss", "grad", "jtj") if solver == "dense" else ("loss", "grad", "resid", "scale")
+    for key in keys:
         assert method.state[key].dtype == torch.float32
     assert res.loss < 1e-6
     assert torch.allclose(theta, torch.tensor(TRUE), atol=1e-3, rtol=0)
@@ -329,3 +333,209 @@ def test_initial_damping_scale():
     lm.start(obj, theta)
     assert lev.state["lambda"] == pytest.approx(1e-3 * float(lev.state["jtj"].diagonal().max()))
     assert lm.state["lambda"] == 1e-3  # D = diag(J'J) carries the scale already
+
+
+# ---- the matrix-free path (solver="cg") ------------------------------------------------
+
+
+@pytest.mark.parametrize("cls", METHODS)
+def test_cg_rosenbrock_and_exponential_fit_reach_the_minimum(cls):
+    obj = LeastSquares(rosen_residuals)
+    theta = torch.tensor([-1.2, 1.0], dtype=torch.float64)
+    method = cls(solver="cg")
+    res = minimize(obj, theta, method, StopCriteria(max_iter=150),
+                   callbacks=[stop_below(1e-30)])
+    assert res.stop_reason in ("callback", "gtol"), res.stop_reason
+    assert torch.allclose(theta, torch.ones(2, dtype=torch.float64), atol=1e-10, rtol=0)
+    assert "jtj" not in method.state  # J'J never formed
+    st = method.state
+    print(f"{cls.name} cg on Rosenbrock: {res.iterations} iterations, {st['jvps']} J v, "
+          f"{st['vjps']} J'u, {st['cg_iterations']} CGLS iterations")
+    assert st["jvps"] == st["cg_iterations"] > 0 and st["vjps"] > st["jvps"]
+
+    obj = exp_fit()
+    theta = torch.tensor([1.0, -1.0, 0.0], dtype=torch.float64)
+    res = minimize(obj, theta, cls(solver="cg"), StopCriteria(max_iter=100),
+                   callbacks=[stop_below(1e-28)])
+    assert res.stop_reason in ("callback", "gtol"), res.stop_reason
+    err = float((theta - torch.tensor(TRUE, dtype=torch.float64)).abs().max())
+    assert err <= 1e-8, err
+    assert res.iterations <= 30
+
+
+class LinearWithDiagonal(LeastSquares):
+    """``||A theta - b||^2`` that also offers the exact ``jacobian_diagonal``."""
+
+    def __init__(self, A: Tensor, b: Tensor) -> None:
+        super().__init__(lambda th: A @ th - b)
+        self.A = A
+
+    def jacobian_diagonal(self, theta: Tensor) -> Tensor:
+        return (self.A * self.A).sum(0)
+
+
+def linear_problem(m: int = 40, n: int = 10):
+    gen = torch.Generator().manual_seed(3)
+    A = torch.randn(m, n, generator=gen, dtype=torch.float64)
+    A = A * torch.logspace(0, 2, n, dtype=torch.float64)  # columns of different scales
+    b = torch.randn(m, generator=gen, dtype=torch.float64)
+    return A, b, LinearWithDiagonal(A, b)
+
+
+@pytest.mark.parametrize("cls", METHODS)
+def test_dense_and_cg_agree_on_linear_least_squares(cls):
+    """With an (essentially) exact inner solve and the exact diag(J'J), a step of either path
+    is the same damped Gauss-Newton step; both end at the least-squares solution."""
+    A, b, obj = linear_problem()
+    xstar = torch.linalg.lstsq(A, b.unsqueeze(1)).solution.squeeze(1)
+    steps = {}
+    for solver in ("dense", "cg"):
+        theta = torch.zeros(10, dtype=torch.float64)
+        method = cls(solver=solver, tau=1e-2, forcing=1e-14, max_cg=200)
+        method.start(obj, theta)
+        assert ("jtj" in method.state) == (solver == "dense")
+        for _ in range(3):
+            method.step(obj, theta)
+        steps[solver] = (theta.clone(), method.state["lambda"])
+        theta = torch.zeros(10, dtype=torch.float64)
+        minimize(obj, theta, cls(solver=solver), StopCriteria(max_iter=25))
+        assert torch.allclose(theta, xstar, rtol=0, atol=1e-9), solver
+    (p_dense, lam_dense), (p_cg, lam_cg) = steps["dense"], steps["cg"]
+    assert lam_dense == pytest.approx(lam_cg, rel=1e-8)
+    assert torch.allclose(p_cg, p_dense, rtol=0, atol=1e-10 * float(p_dense.abs().max()))
+
+
+def test_cgls_truncated_step_and_predicted_reduction():
+    """A truncated CGLS step: J p comes back exactly and the model decrease computed from it
+    is positive and exceeds lambda p'Dp.  For CG iterates the normal-equations shortcut
+    p'J'Jp + 2 lambda p'Dp agrees with it (Galerkin: p'((J'J + lambda D)p + J'r) = 0 on the
+    Krylov space); for another inexact p (here the iterate scaled by 0.9) it does not,
+    while the formula from J p stays exact."""
+    from pinnsolve.optim.levenberg import cgls
+
+    A, b, _ = linear_problem()
+    r = -b  # residual at theta = 0
+    lam = 1e-3
+    D = (A * A).sum(0)
+    p, jp, info = cgls(lambda v: A @ v, lambda u: A.T @ u, r, lam, D.rsqrt(), 0.0, 3)
+    assert info["iterations"] == 3 and info["jvps"] == 3 and info["vjps"] == 4
+    assert torch.allclose(jp, A @ p, rtol=0, atol=1e-10 * float(jp.abs().max()))
+
+    def model_decrease(jp):
+        return float(-(jp @ (2.0 * r + jp)))
+
+    def shortcut(p):
+        return float(p @ (A.T @ (A @ p)) + 2.0 * lam * (p @ (D * p)))
+
+    pred = model_decrease(jp)
+    direct = float(r @ r - (r + A @ p) @ (r + A @ p))
+    assert pred == pytest.approx(direct, rel=1e-10)
+    assert pred > lam * float(p @ (D * p)) > 0
+    assert shortcut(p) == pytest.approx(pred, rel=1e-8)  # Galerkin property of CG
+    q = 0.9 * p
+    direct_q = float(r @ r - (r + A @ q) @ (r + A @ q))
+    assert model_decrease(0.9 * jp) == pytest.approx(direct_q, rel=1e-10)
+    assert abs(shortcut(q) - direct_q) > 1e-2 * direct_q
+    # solved (relative tolerance 1e-14): the damped normal equations hold
+    p, jp, info = cgls(lambda v: A @ v, lambda u: A.T @ u, r, lam, D.rsqrt(), 1e-14, 100)
+    lhs = A.T @ (A @ p) + lam * D * p
+    assert torch.allclose(lhs, -A.T @ r, rtol=0, atol=1e-9 * float((A.T @ r).abs().max()))
+
+
+def test_hutchinson_diagonal_without_jacobian_diagonal():
+    """Objectives without jacobian_diagonal get an unbiased Rademacher estimate."""
+    A, b, _ = linear_problem(m=30, n=6)
+    obj = LeastSquares(lambda th: A @ th - b)
+    theta = torch.zeros(6, dtype=torch.float64)
+    exact = (A * A).sum(0)
+    method = LevenbergMarquardt(solver="cg", diag_samples=4000)
+    method.start(obj, theta)
+    d = method.state["scale"]
+    assert float(((d - exact).abs() / exact).max()) < 0.1
+    assert method.state["vjps"] == 4000 + 1  # the probes and the gradient
+
+
+def test_generic_linearization_matches_jacfwd():
+    from torch.func import jacfwd
+
+    from pinnsolve.optim.levenberg import ResidualLinearization
+
+    obj = exp_fit()
+    theta = torch.tensor([1.3, -0.7, 0.2], dtype=torch.float64)
+    J = jacfwd(obj.fn)(theta)
+    lin = ResidualLinearization(obj.fn, theta)
+    v = torch.tensor([0.3, -1.1, 2.0], dtype=torch.float64)
+    u = torch.linspace(-1, 1, 30, dtype=torch.float64)
+    assert torch.allclose(lin.jvp(v), J @ v, rtol=0, atol=1e-12)
+    assert torch.allclose(lin.vjp(u), J.T @ u, rtol=0, atol=1e-12)
+    assert torch.equal(lin.residuals, obj.fn(theta))
+    const = ResidualLinearization(lambda th: torch.ones(4, dtype=th.dtype), theta)
+    assert torch.equal(const.jvp(v), torch.zeros(4, dtype=torch.float64))
+    assert torch.equal(const.vjp(torch.ones(4, dtype=torch.float64)), torch.zeros(3,
+                                                                                dtype=torch.float64))
+
+
+def test_auto_solver_switches_to_cg_above_auto_max():
+    _, _, obj = linear_problem()
+    for kw, dense in (({"auto_max": 9}, False), ({"dense_max": 9}, False),
+                      ({"auto_max": 10}, True), ({}, True)):
+        method = Levenberg(**kw)  # solver="auto"
+        method.start(obj, torch.zeros(10, dtype=torch.float64))
+        assert ("jtj" in method.state) == dense and ("jvps" in method.state) != dense, kw
+    for solver, dense in (("dense", True), ("cg", False)):
+        method = Levenberg(solver=solver, auto_max=1)
+        method.start(obj, torch.zeros(10, dtype=torch.float64))
+        assert ("jtj" in method.state) == dense, solver
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"solver": "qr"}, "solver must be 'dense', 'cg' or 'auto', got 'qr'"),
+    ({"max_cg": 0}, "max_cg must be a positive integer, got 0"),
+    ({"max_cg": 2.5}, "max_cg must be a positive integer, got 2.5"),
+    ({"forcing": 1.0}, r"forcing must be in \[0, 1\) or None, got 1.0"),
+    ({"forcing": -0.1}, "forcing must be in"),
+    ({"diag_samples": 0}, "diag_samples must be a positive integer"),
+    ({"diag_every": True}, "diag_every must be a positive integer, got True"),
+])
+def test_bad_cg_options(kw, match):
+    for cls in METHODS:
+        with pytest.raises(ValueError, match=match):
+            cls(**kw)
+
+
+@pytest.mark.parametrize("cls", METHODS)
+def test_cg_tiny_pinn_resume_and_refresh(cls):
+    obj = tiny_pinn()
+    theta0 = obj.initial_theta()
+    f0 = float(obj.loss(theta0))
+
+    straight = theta0.clone()
+    ref = minimize(obj, straight, cls(solver="cg"), StopCriteria(max_iter=12))
+    assert float(obj.loss(straight)) <= f0 / 10
+    assert ref.loss == pytest.approx(float(obj.loss(straight)), rel=1e-10)
+
+    first = theta0.clone()
+    method = cls(solver="cg")
+    part = minimize(obj, first, method, StopCriteria(max_iter=5))
+    saved = method.state_dict()
+    progress = Progress(iteration=part.iterations, function_evals=part.function_evals,
+                        elapsed=part.wall_time_s, loss=part.loss, grad_norm=part.grad_norm,
+                        loss_history=list(part.loss_history))
+    resumed_theta = first.clone()
+    resumed = cls(solver="cg")
+    resumed.load_state_dict(copy.deepcopy(saved))
+    res = minimize(obj, resumed_theta, resumed, StopCriteria(max_iter=12), progress=progress)
+    assert torch.equal(resumed_theta, straight)
+    assert res.loss_history == ref.loss_history
+
+    # refresh after new points: loss, gradient (and D) of a fresh start there; damping kept
+    lam = resumed.state["lambda"]
+    obj.resample(7)
+    info = resumed.refresh(obj, resumed_theta)
+    fresh = cls(solver="cg")
+    fresh.start(obj, resumed_theta)
+    assert info.evals == 1 and resumed.state["lambda"] == lam
+    for key in ("loss", "grad", "resid", "scale"):
+        assert torch.allclose(resumed.state[key], fresh.state[key], rtol=1e-12, atol=1e-15)
+    f, g = obj.loss_and_grad(resumed_theta)
+    assert torch.allclose(info.grad, g, rtol=1e-10, atol=1e-14)

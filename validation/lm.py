@@ -12,7 +12,15 @@ iteration)::
 
 The configurations: ``ssbroyden`` (the recommended default), ``lm``, and ``lm`` with
 fresh points every 20 iterations (an LM iteration does much more per point set than a
-quasi-Newton one).
+quasi-Newton one); ``lm`` and ``levenberg`` with the dense and the matrix-free (``--lm-solver
+cg``) linear algebra::
+
+    python validation/lm.py --budget 20 --budget 50 --only lm --only "lm, --lm-solver cg" \
+        --only levenberg --only "levenberg, --lm-solver cg" --out validation/results/lm_cg.md
+    python validation/lm.py --budget 50 --only "levenberg, --layers 30,30,30" \
+        --only "levenberg, --layers 30,30,30 --lm-solver cg" \
+        --only "levenberg, --layers 40,40,40" \
+        --only "levenberg, --layers 40,40,40 --lm-solver cg" --out validation/results/lm_cg_sizes.md
 """
 
 from __future__ import annotations
@@ -29,6 +37,18 @@ CONFIGS = {
     "ssbroyden": ["--optimizer", "ssbroyden"],
     "lm": ["--optimizer", "lm"],
     "lm, --resample-every 20": ["--optimizer", "lm", "--resample-every", "20"],
+    "lm, --lm-solver cg": ["--optimizer", "lm", "--lm-solver", "cg"],
+    "levenberg": ["--optimizer", "levenberg"],
+    "levenberg, --lm-solver cg": ["--optimizer", "levenberg", "--lm-solver", "cg"],
+    # larger networks: where the matrix-free path overtakes the dense one
+    "levenberg, --layers 30,30,30": ["--optimizer", "levenberg", "--lm-solver", "dense",
+                                     "--layers", "30,30,30"],
+    "levenberg, --layers 30,30,30 --lm-solver cg": ["--optimizer", "levenberg", "--lm-solver",
+                                                    "cg", "--layers", "30,30,30"],
+    "levenberg, --layers 40,40,40": ["--optimizer", "levenberg", "--lm-solver", "dense",
+                                     "--layers", "40,40,40"],
+    "levenberg, --layers 40,40,40 --lm-solver cg": ["--optimizer", "levenberg", "--lm-solver",
+                                                    "cg", "--layers", "40,40,40"],
 }
 
 
@@ -65,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"`python validation/lm.py {' '.join(argv if argv is not None else sys.argv[1:])}`"
         f" -- each row `pinnsolve burgers --threads 1 --max-time B --json` with the listed "
-        f"options (3 x 20 tanh, 921 parameters, 2,860 residuals, float64); one run at a "
+        f"options (3 x 20 tanh, 921 parameters, unless --layers says otherwise; 2,860 "
+        f"residuals, float64); one run at a "
         f"time on a shared 2-core machine (load average at the end {load}): timings are "
         f"under load.",
         "",

@@ -9,16 +9,18 @@ iterations, evaluations, time and stop reason, and a recommendation derived from
 table.
 
 It also measures each method's **per-iteration overhead** beyond its objective calls
-(loss-and-gradient, Hessian-vector products, residuals and Jacobians): a short run on
-the Burgers objective wrapped so that it times its own calls; overhead per iteration =
-(run time - time inside the objective) / iterations, reported as a fraction of one
-loss-and-gradient evaluation measured in the same run.  For ``levenberg``/``lm``, whose
-dense Jacobian of the Burgers residuals costs minutes on this CPU, the same is measured
-on a zero-cost stand-in: a linear least-squares objective of the Burgers sizes (921
-parameters, 2,860 residuals), normalized by the Burgers loss-and-gradient time.
+(loss-and-gradient, Hessian-vector products, residuals, Jacobians and Jacobian-vector
+products): a short run on the Burgers objective wrapped so that it times its own calls;
+overhead per iteration = (run time - time inside the objective) / iterations, reported
+as a fraction of one loss-and-gradient evaluation measured in the same run.  For
+``levenberg``/``lm`` (which call no loss-and-gradient) the fraction is relative to one
+loss-and-gradient evaluation timed at the start of the same process; they are measured
+with both linear-algebra paths, ``solver="dense"`` (J, J'J by syrk, Cholesky) and
+``solver="cg"`` (matrix-free CGLS on J v / J'u products).
 
     python validation/optimizers.py --budget 60 --threads 1
     python validation/optimizers.py --budget 5 --methods lbfgs,ssbfgs   # quick look
+    python validation/optimizers.py --budget 20 --methods levenberg,lm --solver cg
 """
 
 from __future__ import annotations
@@ -43,10 +45,14 @@ NU = 0.01 / math.pi
 LEAST_SQUARES = ("levenberg", "lm")
 
 
-def method_options(name: str, history: int | None, lr: float) -> dict:
-    """The options the CLI passes (``--history``, ``--lr``) where the method takes them."""
+def method_options(name: str, history: int | None, lr: float, solver: str | None = None
+                   ) -> dict:
+    """The options the CLI passes (``--history``, ``--lr``, ``--lm-solver``) where the
+    method takes them."""
     accepted = inspect.signature(METHODS[name].__init__).parameters
     options = {}
+    if "solver" in accepted and solver is not None:
+        options["solver"] = solver
     if "history" in accepted and history is not None:
         options["history"] = history
     if "lr" in accepted:
@@ -61,20 +67,31 @@ def burgers_objective(points: int, seed: int = 0):
 
 
 class Timed:
-    """Wraps an objective; accumulates the time spent inside each kind of call."""
+    """Wraps an objective; accumulates the time spent inside each kind of call.
+
+    Every evaluation the objective offers is timed: loss, loss-and-gradient, HVPs,
+    residuals, Jacobians, ``jacobian_diagonal``, and ``linearize`` together with the
+    ``jvp``/``vjp`` products of the linearization it returns (the matrix-free
+    Levenberg-Marquardt path); optional ones are exposed only if the wrapped objective
+    has them, so methods see the same capabilities.
+    """
+
+    OPTIONAL = ("hvp", "residuals", "jacobian", "jacobian_diagonal", "linearize")
 
     def __init__(self, objective) -> None:
         self.objective = objective
-        self.time = {"loss_and_grad": 0.0, "loss": 0.0, "hvp": 0.0, "residuals": 0.0}
+        self.time = dict.fromkeys(("loss_and_grad", "loss", *self.OPTIONAL, "jvp", "vjp"), 0.0)
         self.calls = dict.fromkeys(self.time, 0)
         if hasattr(objective, "parameters"):
             self.parameters = objective.parameters
 
-    def _timed(self, kind, *args):
+    def _timed(self, kind, *args, **kwargs):
         t0 = time.perf_counter()
-        out = getattr(self.objective, kind)(*args)
+        out = getattr(self.objective, kind)(*args, **kwargs)
         self.time[kind] += time.perf_counter() - t0
         self.calls[kind] += 1
+        if kind == "linearize":
+            out = _TimedLinearization(out, self)
         return out
 
     def loss(self, theta):
@@ -83,44 +100,38 @@ class Timed:
     def loss_and_grad(self, theta):
         return self._timed("loss_and_grad", theta)
 
-    def hvp(self, theta, v):
-        return self._timed("hvp", theta, v)
+    def __getattr__(self, name):
+        if name in Timed.OPTIONAL and hasattr(self.__dict__.get("objective"), name):
+            return lambda *args, **kwargs: self._timed(name, *args, **kwargs)
+        raise AttributeError(name)
 
-    def residuals(self, theta):
-        return self._timed("residuals", theta)
 
+class _TimedLinearization:
+    """A linearization whose ``jvp``/``vjp`` products are timed by its :class:`Timed`."""
 
-class LinearLeastSquares:
-    """``||A theta - b||^2`` with the Burgers sizes: a near-zero-cost stand-in objective."""
+    def __init__(self, lin, owner: Timed) -> None:
+        self.lin, self.owner = lin, owner
+        self.residuals = lin.residuals
 
-    def __init__(self, n: int, m: int) -> None:
-        gen = torch.Generator().manual_seed(0)
-        self.A = torch.randn(m, n, generator=gen, dtype=torch.float64) / math.sqrt(m)
-        self.b = torch.randn(m, generator=gen, dtype=torch.float64)
+    def _timed(self, kind, x):
+        t0 = time.perf_counter()
+        out = getattr(self.lin, kind)(x)
+        self.owner.time[kind] += time.perf_counter() - t0
+        self.owner.calls[kind] += 1
+        return out
 
-    def residuals(self, theta):
-        return self.A @ theta - self.b
+    def jvp(self, v):
+        return self._timed("jvp", v)
 
-    def loss(self, theta):
-        r = self.residuals(theta)
-        return r @ r
-
-    def loss_and_grad(self, theta):
-        r = self.residuals(theta)
-        return r @ r, 2.0 * (self.A.T @ r)
+    def vjp(self, u):
+        return self._timed("vjp", u)
 
 
 def overhead(name: str, options: dict, points: int, iters: int, seconds: float,
              lg_time: float) -> tuple[float, int]:
     """(overhead per iteration / one loss-and-grad time, iterations measured)."""
-    if name in LEAST_SQUARES:
-        base = burgers_objective(points)
-        n, m = base.n_params, base.residuals(base.initial_theta()).numel()
-        obj = Timed(LinearLeastSquares(n, m))
-        theta = torch.zeros(n, dtype=torch.float64)
-    else:
-        obj = Timed(burgers_objective(points))
-        theta = obj.objective.initial_theta()
+    obj = Timed(burgers_objective(points))
+    theta = obj.objective.initial_theta()
     method = make_method(name, **options)
     method.start(obj, theta)  # set-up outside the measurement
     # warm-up, not timed: a full history (the cost of a limited-memory direction grows
@@ -167,8 +178,10 @@ def run_one(name: str, options: dict, budget: float, points: int, resample: int)
     extra = ""
     if "hvps" in state:
         extra = f"{state['hvps']} HVPs"
-    elif "jtj" in state:
+    elif "accepted" in state:
         extra = f"{state.get('accepted', 0)} accepted / {state.get('rejected', 0)} rejected"
+        if "jvps" in state:
+            extra += f"; cg: {state['jvps']} J v, {state['vjps']} J'u"
     return {**result.summary(), "extra": extra}
 
 
@@ -210,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--resample-every", type=int, default=100)
     p.add_argument("--history", type=int, default=300)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--solver", choices=("dense", "cg", "auto"), default=None,
+                   help="levenberg/lm linear algebra in the table runs (default: theirs)")
     p.add_argument("--overhead-iters", type=int, default=60)
     p.add_argument("--overhead-seconds", type=float, default=8.0)
     p.add_argument("--out", type=Path, default=HERE / "results" / "optimizers.md")
@@ -224,7 +239,18 @@ def main(argv: list[str] | None = None) -> int:
     print(f"one Burgers loss-and-gradient evaluation: {lg * 1e3:.1f} ms", flush=True)
     rows, fractions, skipped = {}, {}, {}
     for name in names:
-        options = method_options(name, args.history, args.lr)
+        options = method_options(name, args.history, args.lr, args.solver)
+        if name in LEAST_SQUARES:  # both linear-algebra paths; the table uses --solver
+            for solver in ("dense", "cg"):
+                frac, its = overhead(name, {**options, "solver": solver}, args.points,
+                                     args.overhead_iters, args.overhead_seconds, lg)
+                fractions[f"{name} ({solver})"] = (frac, its, frac, its)
+                print(f"{name:>10}: overhead {frac:6.1%} with solver={solver}", flush=True)
+            rows[name] = run_one(name, options, args.budget, args.points, args.resample_every)
+            r = rows[name]
+            print(f"{name:>10}: rel L2 {r['rel_l2_error']:.3e}  loss {r['final_loss']:.3e}  "
+                  f"{r['iterations']} it  {r['wall_time_s']:.1f} s  {r['extra']}", flush=True)
+            continue
         try:
             frac, its = overhead(name, options, args.points, args.overhead_iters,
                                  args.overhead_seconds, lg)
@@ -286,11 +312,11 @@ def main(argv: list[str] | None = None) -> int:
               f"{args.overhead_iters} iterations after an untimed warm-up that fills the "
               "history (limited-memory methods) -- with the method's own defaults (the "
               "CLI's: history 10 for the limited-memory methods) and with the options of the "
-              f"table above (history {args.history}). Levenberg/LM measured on a zero-cost "
-              "linear least-squares stand-in of the same sizes (their overhead is forming "
-              "J'J and the Cholesky factorization of the 921 x 921 system: the algorithm's "
-              "own linear algebra, O(m n^2 + n^3), which no implementation can bring under "
-              "one evaluation of this problem).", "",
+              f"table above (history {args.history}). Levenberg/LM with both linear-algebra "
+              "paths: `dense` (its overhead is forming J'J and the Cholesky factorization of "
+              "the 921 x 921 system, O(m n^2 + n^3), the algorithm's own linear algebra) and "
+              "`cg` (matrix-free CGLS: vector operations only, the J v / J'u products and "
+              "linearizations count as evaluations).", "",
               "| optimizer | overhead, defaults | < 10% | overhead, table options | "
               "iterations measured |",
               "|---|---|---|---|---|"]
