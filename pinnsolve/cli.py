@@ -410,8 +410,6 @@ def _burgers_data(args: argparse.Namespace) -> int:
 
     if args.nu <= 0:
         raise UsageError(f"viscosity must be positive, got --nu {args.nu:g}")
-    if args.max_time is None:
-        args.max_time = burgers_default_time(args.nu)
     if args.noise < 0:
         raise UsageError(f"noise must be >= 0, got --noise {args.noise:g}")
     points, values = make_observations(args.nu, args.amplitude, args.n, args.noise, args.seed)
