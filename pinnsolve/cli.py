@@ -91,8 +91,7 @@ def add_training_options(p: argparse.ArgumentParser, defaults: dict[str, Any]) -
     g.add_argument("--max-time", type=_positive_float, default=defaults["max_time"],
                    metavar="SECONDS", help="wall-time budget of the whole run (default: "
                    + ("%(default)s)" if defaults["max_time"] is not None else
-                      f"{BURGERS_TIME['smooth']:g} s for nu >= 0.01, "
-                      f"{BURGERS_TIME['shock']:g} s below)"))
+                      "170 s for nu >= 0.01, 420 s below)"))
     g.add_argument("--history", type=_positive_int, default=defaults["history"], metavar="M",
                    help="curvature pairs kept by the limited-memory methods (default: "
                    "the method's own, e.g. lbfgs 10, slbfgs 10)")
@@ -129,7 +128,9 @@ def add_training_options(p: argparse.ArgumentParser, defaults: dict[str, Any]) -
     m.add_argument("--activation", default="tanh", help="activation (default: %(default)s)")
     if "points" in defaults:  # collocation, adaptive points, weighting: PDEs only
         m.add_argument("--points", type=_positive_int, default=defaults["points"], metavar="N",
-                       help="interior collocation points (default: %(default)s)")
+                       help="interior collocation points (default: " + (
+                           "%(default)s)" if defaults["points"] is not None else
+                           "2540 for nu >= 0.01, 5000 below)"))
         m.add_argument("--sampler", default=defaults["sampler"], choices=SAMPLERS,
                        help="collocation sampler (default: %(default)s)")
         m.add_argument("--resample-every", type=int, default=defaults["resample_every"],
@@ -191,23 +192,25 @@ RUN_DEFAULTS = {
     "resample_every": 100,
 }
 
-#: The default recipe of ``pinnsolve burgers``, chosen by measurement
-#: (validation/burgers.py, validation/accuracy.py): the base recipe with 5000 points
-#: (2540 reach the same loss, but their resampling noise kept the nu = 0.01/pi error
-#: swinging between 6e-5 and 3e-4) for :func:`burgers_default_time` seconds
-#: (``--preset accurate`` runs 20 minutes).
-BURGERS_DEFAULTS = {**RUN_DEFAULTS, "points": 5000, "max_time": None}
+#: The default recipe of ``pinnsolve burgers``: the base recipe, with the number of
+#: points and the budget chosen by :func:`burgers_regime` from ``nu`` (``None`` below).
+BURGERS_DEFAULTS = {**RUN_DEFAULTS, "points": None, "max_time": None}
 
-#: Default wall-time budgets of ``pinnsolve burgers`` (seconds): smooth solutions
-#: (``nu >= 0.01``) and sharper shocks.
-BURGERS_TIME = {"smooth": 170.0, "shock": 420.0}
+#: ``pinnsolve burgers`` defaults by regime, chosen by measurement (validation/burgers.py,
+#: validation/accuracy.py): a smooth solution (``nu >= 0.01``) is resolved by 2,540
+#: points in under the 3 minutes a first run should take; a sharper shock needs more
+#: points (with 2,540 the resampling noise kept the nu = 0.01/pi error swinging between
+#: 6e-5 and 3e-4; 5,000 converge smoothly) and more iterations.
+BURGERS_REGIMES = {
+    "smooth": {"points": 2540, "max_time": 170.0},
+    "shock": {"points": 5000, "max_time": 420.0},
+}
 
 
-def burgers_default_time(nu: float) -> float:
-    """The default ``--max-time`` of ``pinnsolve burgers``: 170 s for ``nu >= 0.01`` (under
-    the 3 minutes a first run should take), 420 s below, where the thinner shock needs
-    more iterations (validation/results/accuracy_targets.md)."""
-    return BURGERS_TIME["smooth"] if nu >= 0.01 else BURGERS_TIME["shock"]
+def burgers_regime(nu: float) -> dict[str, Any]:
+    """The regime defaults (``points``, ``max_time``) of ``pinnsolve burgers --nu nu``:
+    ``"smooth"`` for ``nu >= 0.01``, ``"shock"`` below."""
+    return BURGERS_REGIMES["smooth" if nu >= 0.01 else "shock"]
 
 
 #: Named recipes for ``pinnsolve burgers --preset NAME``: bundles of the options above
@@ -216,8 +219,9 @@ def burgers_default_time(nu: float) -> float:
 #: without ``--preset``.
 BURGERS_PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
-    # the options that helped one at a time (validation/results/accuracy.md), 20 minutes
-    "accurate": {"optimizer": "ssbroyden", "layers": "30,30,30", "points": 5000,
+    # 10,000 points: at equal iterations 5x lower error than 5,000 and smoother between
+    # resampling blocks; 3 x 20 beat 3 x 30 at equal points (validation/results/accuracy.md)
+    "accurate": {"optimizer": "ssbroyden", "layers": "20,20,20", "points": 10000,
                  "max_time": 1200.0},
     "fast": {"max_time": 30.0},
 }
@@ -480,8 +484,9 @@ def _burgers(args: argparse.Namespace) -> int:
 
     if args.nu <= 0:
         raise UsageError(f"viscosity must be positive, got --nu {args.nu:g}")
-    if args.max_time is None:
-        args.max_time = burgers_default_time(args.nu)
+    for key, value in burgers_regime(args.nu).items():  # defaults that depend on nu
+        if getattr(args, key) is None:
+            setattr(args, key, value)
     data = None
     if args.infer_nu:
         if args.data is None:

@@ -10,10 +10,11 @@ import torch
 from pinnsolve.cli import (
     BURGERS_DEFAULTS,
     BURGERS_PRESETS,
+    BURGERS_REGIMES,
     UsageError,
     apply_preset,
     build_parser,
-    burgers_default_time,
+    burgers_regime,
     explicit_options,
     main,
 )
@@ -61,7 +62,7 @@ def test_explicit_options_override_the_preset():
     for key in set(preset) - {"max_time", "optimizer"}:
         assert getattr(args, key) == preset[key]
     # an explicit value equal to the built-in default still wins over the preset
-    default_time = burgers_default_time(0.01)
+    default_time = BURGERS_REGIMES['smooth']['max_time']
     assert parse("burgers", "--preset", "accurate", "--max-time",
                  str(default_time)).max_time == default_time
     # boolean options can be switched either way against a preset
@@ -110,11 +111,15 @@ def test_preset_reaches_the_run(tmp_path):
             assert stored == value, key
 
 
-def test_default_budget_grows_for_sharp_shocks():
-    """170 s for nu >= 0.01, 420 s below; an explicit --max-time or a preset wins."""
-    from pinnsolve.cli import BURGERS_TIME
-
-    assert burgers_default_time(0.01) == BURGERS_TIME["smooth"] == 170.0
-    assert burgers_default_time(0.01 / 3.14159) == BURGERS_TIME["shock"] == 420.0
-    assert parse("burgers").max_time is None  # resolved from --nu when the run starts
+def test_default_points_and_budget_grow_for_sharp_shocks():
+    """nu >= 0.01: 2540 points, 170 s; below: 5000 points, 420 s; explicit options and
+    presets win."""
+    assert burgers_regime(0.01) == BURGERS_REGIMES["smooth"] == {"points": 2540,
+                                                                 "max_time": 170.0}
+    assert burgers_regime(0.01 / 3.14159) == BURGERS_REGIMES["shock"] == {"points": 5000,
+                                                                          "max_time": 420.0}
+    args = parse("burgers")
+    assert args.max_time is None and args.points is None  # resolved from --nu at run time
     assert parse("burgers", "--preset", "fast").max_time == BURGERS_PRESETS["fast"]["max_time"]
+    assert parse("burgers", "--preset", "accurate").points == BURGERS_PRESETS["accurate"][
+        "points"]
