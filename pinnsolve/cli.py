@@ -219,8 +219,8 @@ def burgers_regime(nu: float) -> dict[str, Any]:
 #: without ``--preset``.
 BURGERS_PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
-    # 10,000 points: at equal iterations 5x lower error than 5,000 and smoother between
-    # resampling blocks; 3 x 20 beat 3 x 30 at equal points (validation/results/accuracy.md)
+    # 10,000 points: less resampling noise than 5,000 (for 3 x 30, 5x lower error at equal
+    # iterations); 3 x 20 beat 3 x 30 on 10,000 points at equal time (docs/accuracy.md)
     "accurate": {"optimizer": "ssbroyden", "layers": "20,20,20", "points": 10000,
                  "max_time": 1200.0},
     "fast": {"max_time": 30.0},
