@@ -22,9 +22,6 @@ burgers`` on 0.01/pi and 0.01) and writes ``accuracy_targets.md``::
     python validation/accuracy.py --targets                   # the full-length targets
     python validation/accuracy.py --targets --rows default-0.01   # one of them
 
-Rows marked *pending* name options that other work will add (residual-based adaptive
-resampling, loss weighting, viscosity continuation); they are listed, not run, until
-``pinnsolve burgers`` has the option.
 """
 
 from __future__ import annotations
@@ -68,6 +65,11 @@ ROWS: dict[str, tuple[str, list[str]]] = {
     "opt-lbfgs": ("L-BFGS (history 300)", ["--optimizer", "lbfgs"]),
     "float32": ("float32 instead of float64", ["--dtype", "float32"]),
     "ssbroyden-hard": ("combination: ssbroyden + hard", ["--optimizer", "ssbroyden", "--hard"]),
+    "rad": ("residual-based adaptive resampling (RAD)", ["--adaptive", "rad"]),
+    "rar": ("residual-based adaptive refinement (RAR)", ["--adaptive", "rar"]),
+    "weights": ("learning-rate annealing of the loss weights", ["--weighting", "annealing"]),
+    "continuation": ("viscosity continuation from nu = 0.1",
+                     ["--continuation", "nu:0.1"]),
     "cli-default": ("`pinnsolve burgers` as shipped (no options)", []),
     "preset-accurate": ("`--preset accurate` (its own time limit replaced by the budget)",
                         ["--preset", "accurate"]),
@@ -78,13 +80,6 @@ def row_arguments(name: str) -> list[str]:
     """The ``pinnsolve burgers`` arguments of option row ``name`` (without the budget)."""
     extra = ROWS[name][1]
     return list(extra) if not extra or extra[0] == "--preset" else [*BASE, *extra]
-
-#: Options other work adds; listed as pending rows until the CLI has them.
-PENDING: dict[str, tuple[str, str]] = {
-    "rad": ("residual-based adaptive resampling", "--adaptive"),
-    "weights": ("loss weighting", "--weighting"),
-    "continuation": ("viscosity continuation", "--continuation"),
-}
 
 #: The target runs of the issue: name -> (nu, arguments, time limit in s, target).
 TARGETS: dict[str, tuple[str, list[str], float, float | None]] = {
@@ -197,8 +192,6 @@ def main(argv: list[str] | None = None) -> None:
     if args.list:
         for k, (d, e) in ROWS.items():
             print(f"{k:18s} {d}: {' '.join(e)}")
-        for k, (d, flag) in PENDING.items():
-            print(f"{k:18s} {d} ({flag}): pending")
         for k, (nu, e, limit, target) in TARGETS.items():
             print(f"{k:18s} nu={nu} {' '.join(e)} <= {limit:.0f} s, target {target}")
         return
@@ -273,9 +266,6 @@ def main(argv: list[str] | None = None) -> None:
         at = at_k.get(r["name"])
         lines.append(f"| {r['name']} | {ROWS[r['name']][0]}" + (f" (`{opts}`) " if opts else " ")
                      + _fmt(r, ref) + (f" {at:.2e} |" if at is not None else " |"))
-    if args.rows is None:
-        for key, (d, flag) in PENDING.items():
-            lines.append(f"| {key} | {d} (`{flag}`) | pending | | | | | |")
     (args.out / "accuracy.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     figures(results, args.out, "accuracy")
