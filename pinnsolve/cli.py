@@ -199,11 +199,13 @@ BURGERS_DEFAULTS = {**RUN_DEFAULTS, "points": None, "max_time": None}
 #: ``pinnsolve burgers`` defaults by regime, chosen by measurement (validation/burgers.py,
 #: validation/accuracy.py): a smooth solution (``nu >= 0.01``) is resolved by 2,540
 #: points in under the 3 minutes a first run should take; a sharper shock needs more
-#: points (with 2,540 the resampling noise kept the nu = 0.01/pi error swinging between
-#: 6e-5 and 3e-4; 5,000 converge smoothly) and more iterations.
+#: points and more iterations: at nu = 0.01/pi the resampling noise of 2,540 points kept
+#: the error swinging between 6e-5 and 3e-4, 5,000 points ended at 5.9e-5 in one 420 s
+#: run and 2.1e-4 in another, while on 10,000 points the error stayed between 1.4e-5
+#: and 4e-5 from 250 s to 420 s (docs/accuracy.md).
 BURGERS_REGIMES = {
     "smooth": {"points": 2540, "max_time": 170.0},
-    "shock": {"points": 5000, "max_time": 420.0},
+    "shock": {"points": 10000, "max_time": 420.0},
 }
 
 
@@ -219,9 +221,9 @@ def burgers_regime(nu: float) -> dict[str, Any]:
 #: without ``--preset``.
 BURGERS_PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
-    # 10,000 points: less resampling noise than 5,000 (for 3 x 30, 5x lower error at equal
-    # iterations); 3 x 20 beat 3 x 30 on 10,000 points at equal time (docs/accuracy.md)
-    "accurate": {"optimizer": "ssbroyden", "layers": "20,20,20", "points": 10000,
+    # 3 x 30 on 5,000 points: 1.9e-6 at 1,200 s; 3 x 20 on 10,000 points, better early
+    # (fewer resampling swings), ended at 1.0e-5 at full length (docs/accuracy.md)
+    "accurate": {"optimizer": "ssbroyden", "layers": "30,30,30", "points": 5000,
                  "max_time": 1200.0},
     "fast": {"max_time": 30.0},
 }

@@ -112,11 +112,11 @@ def test_preset_reaches_the_run(tmp_path):
 
 
 def test_default_points_and_budget_grow_for_sharp_shocks():
-    """nu >= 0.01: 2540 points, 170 s; below: 5000 points, 420 s; explicit options and
+    """nu >= 0.01: 2540 points, 170 s; below: 10000 points, 420 s; explicit options and
     presets win."""
     assert burgers_regime(0.01) == BURGERS_REGIMES["smooth"] == {"points": 2540,
                                                                  "max_time": 170.0}
-    assert burgers_regime(0.01 / 3.14159) == BURGERS_REGIMES["shock"] == {"points": 5000,
+    assert burgers_regime(0.01 / 3.14159) == BURGERS_REGIMES["shock"] == {"points": 10000,
                                                                           "max_time": 420.0}
     args = parse("burgers")
     assert args.max_time is None and args.points is None  # resolved from --nu at run time

@@ -39,6 +39,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args, extra = ap.parse_known_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    threads = (extra[extra.index("--threads") + 1] if "--threads" in extra[:-1]
+               else f"torch's default ({torch.get_num_threads()})")
     rows = []
     for nu, stem in CASES:
         rows.append((nu, run_case(nu, stem, args.out, extra)))
@@ -46,7 +48,7 @@ def main() -> None:
         "# Burgers validation: `pinnsolve burgers` with default settings",
         "",
         f"Command: `{' '.join(['python validation/burgers.py', *extra])}`  ",
-        f"Machine: {platform.machine()}, {torch.get_num_threads()} threads, torch "
+        f"Machine: {platform.machine()}, {threads} torch thread(s) per run, torch "
         f"{torch.__version__}; run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.  ",
         "Error on the 256 x 100 grid (x uniform on [-1, 1], t uniform on [0, 1]) against "
         "the exact Cole-Hopf solution.",
