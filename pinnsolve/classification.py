@@ -48,10 +48,17 @@ def classifier_mlp(
     hidden: Sequence[int] = (128,),
     activation: str = "tanh",
     seed: int | None = 0,
+    input_range: tuple[float, float] | None = (0.0, 1.0),
 ) -> MLP:
-    """``in_dim -> hidden... -> n_classes`` logits, inputs scaled from [0, 1] to [-1, 1]."""
-    return MLP(in_dim, n_classes, hidden, activation, lows=[0.0] * in_dim,
-               highs=[1.0] * in_dim, seed=seed)
+    """``in_dim -> hidden... -> n_classes`` logits.
+
+    Inputs in ``input_range`` are mapped affinely to [-1, 1] (raw pixels: [0, 1]);
+    ``None``: the inputs enter as they are (already standardised data, see
+    :meth:`~pinnsolve.datasets.Dataset.standardized`).
+    """
+    lo, hi = (-1.0, 1.0) if input_range is None else input_range
+    return MLP(in_dim, n_classes, hidden, activation, lows=[lo] * in_dim,
+               highs=[hi] * in_dim, seed=seed)
 
 
 class ClassificationObjective(FunctionObjective):
