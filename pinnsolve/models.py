@@ -29,6 +29,8 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "gelu": nn.GELU,
     "silu": nn.SiLU,
     "softplus": nn.Softplus,
+    # piecewise linear: for classifiers only (a PDE residual needs its second derivatives)
+    "relu": nn.ReLU,
 }
 
 

@@ -95,32 +95,61 @@ RECIPE_KEYS = ("epochs", "schedule", "weight_decay", "standardize", "activation"
 
 #: Per table and row: the recipe (method options plus ``epochs``, ``schedule`` -- a name of
 #: pinnsolve.optim.SCHEDULES over the row's iterations --, ``weight_decay``, ``standardize``,
-#: ``activation``), overriding ROWS and the table's defaults.  Chosen by short runs on a
-#: held-out part of the training set (``--holdout``), never on the test images.
+#: ``activation``), overriding ROWS and the table's defaults.  Chosen by short runs on
+#: 10,000 held-out training images (``--holdout 10000 --set ...``), never on the test
+#: images; the hold-out accuracies behind each choice are in the comments.
+PIXEL = {"standardize": "pixel"}
+PIXEL_RELU = {"standardize": "pixel", "activation": "relu"}
 TUNED: dict[str, dict[str, dict]] = {
     "mnist-5000": {
-        "sgd": {"lr": 0.05, "batch_size": 64, "epochs": 60, "schedule": "cosine"},
+        # SGD: raw 93.03, pixel 91.92, pixel + relu 93.64
+        "sgd": {"lr": 0.05, "batch_size": 64, "epochs": 60, "schedule": "cosine",
+                **PIXEL_RELU},
         "adam": {"lr": 1e-3, "batch_size": 64, "epochs": 60, "schedule": "cosine"},
+        # S-LBFGS: raw 91.92, pixel 91.26
         "slbfgs": {"lr": 0.05, "batch_size": 256, "epochs": 60, "schedule": "cosine"},
         "mlbfgs": {"lr": 0.002, "batch_size": 128, "epochs": 60, "schedule": "cosine"},
     },
     "fashion-5000": {
+        # SGD: raw 84.85, pixel + relu 84.86 (kept raw)
         "sgd": {"lr": 0.05, "batch_size": 64, "epochs": 60, "schedule": "cosine"},
         "adam": {"lr": 1e-3, "batch_size": 64, "epochs": 60, "schedule": "cosine"},
         "slbfgs": {"lr": 0.05, "batch_size": 256, "epochs": 60, "schedule": "cosine"},
         "mlbfgs": {"lr": 0.002, "batch_size": 128, "epochs": 60, "schedule": "cosine"},
     },
     "fashion-60000": {
-        "sgd": {"lr": 0.05, "batch_size": 128, "epochs": 30, "schedule": "cosine"},
-        "adam": {"lr": 1e-3, "batch_size": 128, "epochs": 30, "schedule": "cosine"},
-        "slbfgs": {"lr": 0.05, "batch_size": 512, "epochs": 15, "schedule": "cosine"},
-        "mlbfgs": {"lr": 0.002, "batch_size": 256, "epochs": 20, "schedule": "cosine"},
+        # raw / pixel + relu (wd 1e-4) / pixel + relu, wd 5e-4: SGD 89.22 / 89.29 / 89.67,
+        # Adam 89.42 / 89.50 / 89.89
+        "sgd": {"lr": 0.05, "batch_size": 128, "epochs": 30, "schedule": "cosine",
+                "weight_decay": 5e-4, **PIXEL_RELU},
+        "adam": {"lr": 1e-3, "batch_size": 128, "epochs": 30, "schedule": "cosine",
+                 "weight_decay": 5e-4, **PIXEL_RELU},
+        # S-LBFGS: raw 15 epochs 87.00, pixel 30 epochs 88.46
+        "slbfgs": {"lr": 0.05, "batch_size": 512, "epochs": 30, "schedule": "cosine",
+                   **PIXEL},
+        # mL-BFGS: raw lr 0.002 85.03, pixel lr 0.005 87.59
+        "mlbfgs": {"lr": 0.005, "batch_size": 256, "epochs": 20, "schedule": "cosine",
+                   **PIXEL},
+        # L-BFGS: pixel as on the deep table (not measured separately here)
+        "lbfgs-m10": {**PIXEL},
     },
     "fashion-60000-deep": {
-        "sgd": {"lr": 0.05, "batch_size": 128, "epochs": 30, "schedule": "cosine"},
-        "adam": {"lr": 1e-3, "batch_size": 128, "epochs": 30, "schedule": "cosine"},
-        "slbfgs": {"lr": 0.05, "batch_size": 512, "epochs": 15, "schedule": "cosine"},
-        "mlbfgs": {"lr": 0.002, "batch_size": 256, "epochs": 20, "schedule": "cosine"},
+        # 120 s: GD raw (150 s, earlier run) 78 % test, pixel 84.50; L-BFGS m = 10 raw 88.40,
+        # pixel 88.88, pixel + relu 88.77
+        "gd": {**PIXEL},
+        "lbfgs-m10": {**PIXEL},
+        "lbfgs-m100": {**PIXEL},
+        # SGD pixel + relu, 20 epochs: 89.81
+        "sgd": {"lr": 0.05, "batch_size": 128, "epochs": 20, "schedule": "cosine",
+                **PIXEL_RELU},
+        # Adam 10 epochs wd 1e-4: raw 89.28, pixel 89.46, pixel + relu 89.99; pixel + relu
+        # 20 epochs: wd 1e-4 89.90, 5e-4 90.15, 1e-3 90.24; 30 epochs wd 5e-4 90.09
+        "adam": {"lr": 1e-3, "batch_size": 128, "epochs": 20, "schedule": "cosine",
+                 "weight_decay": 1e-3, **PIXEL_RELU},
+        "slbfgs": {"lr": 0.05, "batch_size": 512, "epochs": 20, "schedule": "cosine",
+                   **PIXEL},
+        "mlbfgs": {"lr": 0.005, "batch_size": 256, "epochs": 20, "schedule": "cosine",
+                   **PIXEL},
     },
 }
 
@@ -153,12 +182,15 @@ def build(label: str, rec: dict, iterations: int):
     return make_method(name, **options)
 
 
+SHORT = {"batch_size": "b", "history": "m"}
+
+
 def describe(rec: dict, label: str) -> str:
     """The recipe as text for the table (what differs from a method's defaults)."""
     parts = []
     for k in ("lr", "batch_size", "history", "epochs", "schedule"):
         if k in rec and not (k == "history" and label.startswith("lbfgs")):
-            parts.append(f"{k.replace('batch_size', 'b')}={rec[k]:g}" if not isinstance(
+            parts.append(f"{SHORT.get(k, k)}={rec[k]:g}" if not isinstance(
                 rec[k], str) else f"{rec[k]}")
     parts.append(f"wd={rec['weight_decay']:g}")
     if rec["standardize"] != "none":
@@ -186,7 +218,7 @@ def eval_time(obj: ClassificationObjective, theta: torch.Tensor, repeats: int = 
     return statistics.median(times)
 
 
-def run_row(obj, label, rec, max_iter, max_time, seed, points=30):
+def run_row(obj, label, rec, max_iter, max_time, seed, points=30, time_evals=False):
     iterations = row_iterations(rec, obj.n_samples, max_iter)
     method = build(label, rec, iterations)
     if method is None:
@@ -195,9 +227,9 @@ def run_row(obj, label, rec, max_iter, max_time, seed, points=30):
     stop = StopCriteria(max_iter=iterations, max_time=max_time)
     trainer = Trainer(obj, [Stage(method, stop)], validate_every=max(1, iterations // points),
                       progress_bar=False, seed=seed)
-    t_before = eval_time(obj, theta0)
+    t_before = eval_time(obj, theta0) if time_evals else math.nan
     res = trainer.fit(theta0)
-    t_after = eval_time(obj, res.theta)
+    t_after = eval_time(obj, res.theta) if time_evals else math.nan
     th = res.theta
     return {
         "label": label,
@@ -324,7 +356,7 @@ def dtype_check(data, hidden, wd, iters):
                                       weight_decay=wd, dtype=dt)
         rec = {**ROWS["lbfgs-m10"][1], "weight_decay": wd, "standardize": "none",
                "activation": "tanh"}
-        r = run_row(obj, "lbfgs-m10", rec, iters, None, 0)
+        r = run_row(obj, "lbfgs-m10", rec, iters, None, 0, time_evals=True)
         lines.append(f"| {str(dt).split('.')[-1]} | {r['eval_time']:.4f} | {r['iterations']} | "
                      f"{r['evals']} | {r['time']:.1f} | {r['loss']:.4f} | {r['test']:.2f} | "
                      f"{r['stop']} |")
