@@ -22,7 +22,10 @@ Hessian-vector product, forward-over-reverse with torch.func, of :math:`\\nabla 
 and :math:`\\nabla^2 f\\, v`).
 
 The network is :class:`~pinnsolve.models.MLP` with inputs mapped from ``[0, 1]`` to
-``[-1, 1]``; ``784 -> 128 -> 10`` by default (the seed study's), deeper via ``hidden``.
+``[-1, 1]`` (or taken as they are for standardised data,
+:meth:`~pinnsolve.datasets.Dataset.standardized`: :math:`(x - \\mu)/\\sigma` with the
+training set's statistics); ``784 -> 128 -> 10`` by default (the seed study's), deeper
+via ``hidden``; tanh by default, ``relu`` also available for classifiers.
 """
 
 from __future__ import annotations
