@@ -22,7 +22,10 @@ Hessian-vector product, forward-over-reverse with torch.func, of :math:`\\nabla 
 and :math:`\\nabla^2 f\\, v`).
 
 The network is :class:`~pinnsolve.models.MLP` with inputs mapped from ``[0, 1]`` to
-``[-1, 1]``; ``784 -> 128 -> 10`` by default (the seed study's), deeper via ``hidden``.
+``[-1, 1]`` (or taken as they are for standardised data,
+:meth:`~pinnsolve.datasets.Dataset.standardized`: :math:`(x - \\mu)/\\sigma` with the
+training set's statistics); ``784 -> 128 -> 10`` by default (the seed study's), deeper
+via ``hidden``; tanh by default, ``relu`` also available for classifiers.
 """
 
 from __future__ import annotations
@@ -48,10 +51,17 @@ def classifier_mlp(
     hidden: Sequence[int] = (128,),
     activation: str = "tanh",
     seed: int | None = 0,
+    input_range: tuple[float, float] | None = (0.0, 1.0),
 ) -> MLP:
-    """``in_dim -> hidden... -> n_classes`` logits, inputs scaled from [0, 1] to [-1, 1]."""
-    return MLP(in_dim, n_classes, hidden, activation, lows=[0.0] * in_dim,
-               highs=[1.0] * in_dim, seed=seed)
+    """``in_dim -> hidden... -> n_classes`` logits.
+
+    Inputs in ``input_range`` are mapped affinely to [-1, 1] (raw pixels: [0, 1]);
+    ``None``: the inputs enter as they are (already standardised data, see
+    :meth:`~pinnsolve.datasets.Dataset.standardized`).
+    """
+    lo, hi = (-1.0, 1.0) if input_range is None else input_range
+    return MLP(in_dim, n_classes, hidden, activation, lows=[lo] * in_dim,
+               highs=[hi] * in_dim, seed=seed)
 
 
 class ClassificationObjective(FunctionObjective):

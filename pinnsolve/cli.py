@@ -78,9 +78,27 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _schedule_name(text: str) -> str:
+    from .optim import SCHEDULES
+
+    if text not in SCHEDULES:
+        raise argparse.ArgumentTypeError(
+            f"unknown learning-rate schedule {text!r}; choose from: {', '.join(SCHEDULES)}")
+    return text
+
+
+def _standardization(text: str) -> str:
+    from .datasets import STANDARDIZE
+
+    if text not in STANDARDIZE:
+        raise argparse.ArgumentTypeError(
+            f"unknown standardization {text!r}; choose from: {', '.join(STANDARDIZE)}")
+    return text
+
+
 def add_training_options(p: argparse.ArgumentParser, defaults: dict[str, Any]) -> None:
     """The options every training subcommand shares (same names everywhere)."""
-    from .optim import METHODS
+    from .optim import METHODS, SCHEDULES
     from .sampling import SAMPLERS
 
     g = p.add_argument_group("training")
@@ -101,6 +119,14 @@ def add_training_options(p: argparse.ArgumentParser, defaults: dict[str, Any]) -
                    help="learning rate / step size of adam, sgd, gd, slbfgs, mlbfgs (default: "
                    "the method's own: adam and sgd 1e-3, slbfgs 0.05, mlbfgs 0.002; gd: a "
                    "line search)")
+    g.add_argument("--lr-schedule", type=_schedule_name, default=None, metavar="NAME",
+                   help="learning-rate schedule of the step-size optimizers (sgd, adam, "
+                   "slbfgs, mlbfgs, gd with --lr): " + ", ".join(SCHEDULES) + " (see "
+                   "pinnsolve.optim.schedule; default: constant)")
+    g.add_argument("--lr-decay-steps", type=_positive_int, default=None, metavar="N",
+                   help="horizon of --lr-schedule in iterations (cosine/linear reach their "
+                   "end, step decays at N/2 and 3N/4, exponential reaches 1%%; default: "
+                   "--max-iter)")
     g.add_argument("--batch-size", type=_positive_int, default=None, metavar="B",
                    help="mini-batch size (collocation points per iteration, drawn from every "
                    "term in proportion) of the stochastic optimizers sgd, adam, slbfgs, "
@@ -360,6 +386,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="L2 term LAMBDA/2 ||theta||^2 in the loss; 0: none (default: "
                    "%(default)s, measured in validation/classification.py: without it "
                    "full-batch L-BFGS fits N = 5000 samples exactly and generalises worse)")
+    c.add_argument("--standardize", nargs="?", const="pixel", default="none",
+                   type=_standardization, metavar="pixel|global",
+                   help="standardise the inputs with the training set's mean and standard "
+                   "deviation: per pixel (the default when the option is given without a "
+                   "value; deviations floored at 0.05) or one for all pixels; default: raw "
+                   "pixels mapped from [0, 1] to [-1, 1]")
     c.add_argument("--ftol", type=float, default=0.0,
                    help="stop when the relative loss change stays below FTOL for 10 "
                    "iterations (default: %(default)s)")
@@ -588,6 +620,7 @@ def train_and_report(problem: Any, args: argparse.Namespace, config: dict[str, A
         "history": args.history,
         "warmup": args.warmup,
         "lr": args.lr,
+        **_schedule_config(args),
         "batch_size": args.batch_size,
         "max_iter": args.max_iter,
         "max_time": args.max_time,
@@ -735,20 +768,24 @@ def _classify(args: argparse.Namespace) -> int:
         raise UsageError(f"--weight-decay must be >= 0, got {args.weight_decay:g}")
     device = _check_run_options(args)
     data = load_dataset(args.dataset, args.data_dir).subset(args.n_train)
+    data = data.standardized(args.standardize)  # training-set statistics only
     model = classifier_mlp(data.x_train.shape[1], data.n_classes, layers, args.activation,
-                           seed=args.seed)
+                           seed=args.seed,
+                           input_range=(0.0, 1.0) if args.standardize == "none" else None)
     objective = ClassificationObjective(data, model, weight_decay=args.weight_decay,
                                         dtype=DTYPES[args.dtype], device=device)
     config = {
         "problem": "classify",
         "dataset": args.dataset,
         "n_train": len(data.y_train),
+        "standardize": args.standardize,
         "weight_decay": args.weight_decay,
         "batch_size": args.batch_size,
         "optimizer": args.optimizer,
         "history": args.history,
         "warmup": args.warmup,
         "lr": args.lr,
+        **_schedule_config(args),
         "max_iter": args.max_iter,
         "max_time": args.max_time,
         "layers": ",".join(map(str, layers)),
@@ -779,6 +816,7 @@ def _classify(args: argparse.Namespace) -> int:
         "final_loss": result.final_loss,
         "data_loss": objective.data_loss(theta),
         "weight_decay": args.weight_decay,
+        "standardize": args.standardize,
         "iterations": result.iterations,
         "function_evals": result.function_evals,
         "wall_time_s": result.wall_time_s,
@@ -850,13 +888,20 @@ def _continuation_stages(args: argparse.Namespace, objective: Any, stop: Any) ->
         raise UsageError(f"--continuation {args.continuation}: {exc}") from None
 
 
+def _schedule_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The schedule entries of a run's configuration (the horizon resolved)."""
+    name = getattr(args, "lr_schedule", None)
+    return {"lr_schedule": name,
+            "lr_decay_steps": (args.lr_decay_steps or args.max_iter) if name else None}
+
+
 def _method(args: argparse.Namespace):
-    """The main optimizer from the shared options: ``--history``, ``--lr`` and
-    ``--batch-size`` (when given) go to every method whose constructor takes ``history`` /
-    ``lr`` / ``batch_size``."""
+    """The main optimizer from the shared options: ``--history``, ``--lr``,
+    ``--lr-schedule``/``--lr-decay-steps`` and ``--batch-size`` (when given) go to every
+    method whose constructor takes ``history`` / ``lr`` / ``lr_schedule`` / ``batch_size``."""
     import inspect
 
-    from .optim import METHODS, make_method
+    from .optim import METHODS, make_method, make_schedule
 
     accepted = inspect.signature(METHODS[args.optimizer].__init__).parameters
     options: dict[str, Any] = {}
@@ -864,6 +909,17 @@ def _method(args: argparse.Namespace):
         options["history"] = args.history
     if "lr" in accepted and args.lr is not None:
         options["lr"] = args.lr
+    schedule = getattr(args, "lr_schedule", None)
+    if schedule is None and getattr(args, "lr_decay_steps", None) is not None:
+        raise UsageError("--lr-decay-steps needs --lr-schedule")
+    if schedule is not None:
+        if "lr_schedule" not in accepted:
+            raise UsageError(f"--lr-schedule applies to the step-size optimizers (sgd, adam, "
+                             f"slbfgs, mlbfgs, gd with --lr), not {args.optimizer!r}")
+        if args.optimizer == "gd" and args.lr is None:
+            raise UsageError("--lr-schedule with gd needs --lr (without it a line search "
+                             "chooses the step)")
+        options["lr_schedule"] = make_schedule(schedule, args.lr_decay_steps or args.max_iter)
     if getattr(args, "batch_size", None) is not None:
         if "batch_size" not in accepted:
             raise UsageError(f"--batch-size applies to the stochastic optimizers, not "

@@ -32,13 +32,14 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 __all__ = [
     "DATASETS",
+    "STANDARDIZE",
     "MD5",
     "RAW_MD5",
     "Dataset",
@@ -88,6 +89,9 @@ DEBIAN_DIRS = {"fashion-mnist": Path("/usr/share/datasets/fashion-mnist")}
 
 ENV_VAR = "PINNSOLVE_DATA"
 
+#: Input standardisations of :meth:`Dataset.standardized`.
+STANDARDIZE = ("none", "global", "pixel")
+
 _HINT = (
     "put the four IDX files ({files}) of {name} in one of these directories (gzip or raw), "
     "or pass --data-dir DIR / set {env}=DIR; get them from the official sources "
@@ -102,7 +106,13 @@ class DatasetError(OSError):
 
 @dataclass
 class Dataset:
-    """Images ``(N, 784)`` float32 in [0, 1] and labels ``(N,)`` int64, train and test."""
+    """Images ``(N, 784)`` float32 in [0, 1] and labels ``(N,)`` int64, train and test.
+
+    ``standardization`` says how the images were transformed (``"none"``: raw [0, 1]
+    values; see :meth:`standardized`), ``test_split`` what the test arrays are
+    (``"test"``: the official test set; ``"holdout"``: training images set aside by
+    :meth:`split_holdout`).
+    """
 
     name: str
     x_train: np.ndarray
@@ -111,6 +121,8 @@ class Dataset:
     y_test: np.ndarray
     directory: Path
     n_classes: int = 10
+    standardization: str = "none"
+    test_split: str = "test"
 
     def subset(self, n_train: int | None) -> Dataset:
         """The first ``n_train`` training samples (``None``: all); the test set is unchanged."""
@@ -120,8 +132,59 @@ class Dataset:
             raise ValueError(
                 f"n_train must be in 1..{len(self.y_train)} for {self.name}, got {n_train}"
             )
-        return Dataset(self.name, self.x_train[:n_train], self.y_train[:n_train],
-                       self.x_test, self.y_test, self.directory, self.n_classes)
+        return replace(self, x_train=self.x_train[:n_train], y_train=self.y_train[:n_train])
+
+    def split_holdout(self, n_holdout: int) -> Dataset:
+        """The last ``n_holdout`` training samples become the test set (a validation set
+        for choosing hyperparameters without looking at the real test images); the
+        training set keeps the first ``N - n_holdout``."""
+        n = len(self.y_train)
+        if not 0 < n_holdout < n:
+            raise ValueError(f"n_holdout must be in 1..{n - 1} for {n} training samples, "
+                             f"got {n_holdout}")
+        if self.standardization != "none":
+            raise ValueError("split the hold-out set before standardising (its statistics "
+                             "must come from the training part only)")
+        k = n - n_holdout
+        return replace(self, x_train=self.x_train[:k], y_train=self.y_train[:k],
+                       x_test=self.x_train[k:], y_test=self.y_train[k:],
+                       test_split="holdout")
+
+    def standardized(self, mode: str = "pixel", floor: float = 0.05) -> Dataset:
+        """Inputs standardised with statistics of **the training set only**.
+
+        With :math:`\\mu, \\sigma` the training images' mean and standard deviation,
+        :math:`x \\mapsto (x - \\mu) / \\max(\\sigma, s_0)` for training and test images:
+
+        * ``"global"``: one :math:`\\mu, \\sigma` over all pixels of all training images;
+        * ``"pixel"``: per pixel :math:`\\mu_j, \\sigma_j`, floored at
+          :math:`s_0` = ``floor`` (0.05 of the [0, 1] range), so pixels (almost) constant
+          in the training set, e.g. MNIST's border, are not blown up in the test set;
+        * ``"none"``: unchanged.
+
+        Standardise after :meth:`subset` / :meth:`split_holdout`: the statistics are
+        those of the training arrays this dataset holds.
+        """
+        if mode not in STANDARDIZE:
+            raise ValueError(f"unknown standardization {mode!r}; choose from: "
+                             f"{', '.join(STANDARDIZE)}")
+        if mode == "none":
+            return self
+        if self.standardization != "none":
+            raise ValueError(f"{self.name} is already standardised ({self.standardization})")
+        if not floor > 0.0:
+            raise ValueError(f"floor must be positive, got {floor}")
+        x = self.x_train.astype(np.float64)
+        if mode == "global":
+            mu, sd = x.mean(), max(float(x.std()), floor)
+        else:
+            mu, sd = x.mean(axis=0), np.maximum(x.std(axis=0), floor)
+
+        def scale(a: np.ndarray) -> np.ndarray:
+            return ((a - mu) / sd).astype(np.float32)
+
+        return replace(self, x_train=scale(self.x_train), x_test=scale(self.x_test),
+                       standardization=mode)
 
 
 def _check_name(name: str) -> str:

@@ -148,15 +148,20 @@ def test_lbfgs_on_mnist_float32_does_not_stop_falsely():
     assert obj.accuracy(theta, "test") > 85.0
 
 
-def test_cli_classify_json_out_resume(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(datasets, "MD5", {})  # synthetic files under the real names
+def write_synthetic_mnist(directory: Path, n_train: int = 300) -> None:
+    """Synthetic IDX files under MNIST's names: class k has a bright row k."""
     rng = np.random.default_rng(0)
-    labels = {"train": rng.integers(0, 10, 300), "t10k": np.arange(10000) % 10}
+    labels = {"train": rng.integers(0, 10, n_train), "t10k": np.arange(10000) % 10}
     for split, y in labels.items():
         x = rng.integers(0, 50, (len(y), 28, 28))
         x[np.arange(len(y)), y, :] = 255  # class k: row k is bright
-        write_idx(tmp_path / "mnist" / f"{split}-images-idx3-ubyte.gz", x)
-        write_idx(tmp_path / "mnist" / f"{split}-labels-idx1-ubyte.gz", y)
+        write_idx(directory / "mnist" / f"{split}-images-idx3-ubyte.gz", x)
+        write_idx(directory / "mnist" / f"{split}-labels-idx1-ubyte.gz", y)
+
+
+def test_cli_classify_json_out_resume(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(datasets, "MD5", {})  # synthetic files under the real names
+    write_synthetic_mnist(tmp_path)
     args = ["classify", "mnist", "--data-dir", str(tmp_path), "--n-train", "300", "--layers",
             "16", "--max-iter", "5", "--quiet", "--json", "--threads", "1"]
     ck, out = tmp_path / "ck.h5", tmp_path / "run.h5"
@@ -208,3 +213,87 @@ def test_fused_batch_gradients_equal_separate_calls(wd):
         assert float((g - g1).abs().max()) <= 1e-12 * max(1.0, float(g1.abs().max()))
     with pytest.raises(ValueError, match="thetas must have shape"):
         obj.batch_loss_and_grad_many(thetas[:, :-1], idx)
+
+
+@pytest.mark.parametrize("mode", ["global", "pixel"])
+def test_standardized_uses_training_statistics_only(mode):
+    data = blobs(n=90, n_test=30)
+    std = data.standardized(mode)
+    assert std.standardization == mode and data.standardization == "none"
+    x = std.x_train.astype(np.float64)
+    if mode == "global":
+        assert abs(x.mean()) < 1e-5 and x.std() == pytest.approx(1.0, rel=1e-4)
+    else:
+        np.testing.assert_allclose(x.mean(0), 0.0, atol=1e-5)
+        sd = data.x_train.std(0)
+        np.testing.assert_allclose(x.std(0)[sd > 0.05], 1.0, rtol=1e-4)
+    # the test images get the training set's transform, not their own statistics
+    mu = data.x_train.mean() if mode == "global" else data.x_train.mean(0)
+    sd = (max(data.x_train.std(), 0.05) if mode == "global"
+          else np.maximum(data.x_train.std(0), 0.05))
+    np.testing.assert_allclose(std.x_test, (data.x_test - mu) / sd, rtol=1e-5, atol=1e-5)
+    assert data.standardized("none") is data
+    with pytest.raises(ValueError, match="'zca'"):
+        data.standardized("zca")
+    with pytest.raises(ValueError, match="already"):
+        std.standardized(mode)
+
+
+def test_pixel_floor_keeps_constant_pixels_bounded():
+    data = blobs(n=30, n_test=10)
+    data.x_train[:, 0] = 0.0  # constant in training, nonzero in the test set
+    data.x_test[:, 0] = 1.0
+    std = data.standardized("pixel")
+    assert np.all(std.x_train[:, 0] == 0.0)
+    np.testing.assert_allclose(std.x_test[:, 0], 1.0 / 0.05, rtol=1e-5)
+
+
+def test_split_holdout():
+    data = blobs(n=60, n_test=30)
+    h = data.split_holdout(15)
+    assert h.test_split == "holdout" and len(h.y_train) == 45 and len(h.y_test) == 15
+    np.testing.assert_array_equal(h.x_test, data.x_train[45:])
+    np.testing.assert_array_equal(h.y_train, data.y_train[:45])
+    with pytest.raises(ValueError, match="n_holdout.*60"):
+        data.split_holdout(60)
+    with pytest.raises(ValueError, match="before standardising"):
+        data.standardized("global").split_holdout(5)
+
+
+def test_cli_classify_lr_schedule_and_standardize(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(datasets, "MD5", {})
+    write_synthetic_mnist(tmp_path)
+    base = ["classify", "mnist", "--data-dir", str(tmp_path), "--n-train", "300", "--layers",
+            "16", "--quiet", "--json", "--threads", "1", "--optimizer", "sgd",
+            "--batch-size", "32", "--lr", "0.05", "--max-iter", "30"]
+    assert main(base + ["--lr-schedule", "cosine", "--standardize",
+                        "--checkpoint", str(tmp_path / "ck.h5")]) == 0
+    s = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert s["standardize"] == "pixel" and s["iterations"] == 30
+    assert s["test_accuracy"] > 90.0
+    from pinnsolve.io import load_checkpoint
+
+    config = load_checkpoint(tmp_path / "ck.h5")["config"]
+    assert config["lr_schedule"] == "cosine" and config["lr_decay_steps"] == 30
+    assert config["standardize"] == "pixel"
+    assert main(base + ["--lr-schedule", "step", "--lr-decay-steps", "10",
+                        "--standardize", "global"]) == 0
+    s = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert s["standardize"] == "global" and s["test_accuracy"] > 90.0
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--lr-schedule", "cosinus"], "unknown learning-rate schedule 'cosinus'"),
+    (["--standardize", "zca"], "unknown standardization 'zca'"),
+    (["--optimizer", "lbfgs", "--lr-schedule", "cosine"], "not 'lbfgs'"),
+    (["--optimizer", "gd", "--lr-schedule", "cosine"], "needs --lr"),
+    (["--optimizer", "sgd", "--lr-decay-steps", "10"], "needs --lr-schedule"),
+])
+def test_cli_classify_schedule_errors(tmp_path, capsys, monkeypatch, extra, message):
+    monkeypatch.setattr(datasets, "MD5", {})
+    write_synthetic_mnist(tmp_path, n_train=50)
+    with pytest.raises(SystemExit) as e:
+        main(["classify", "mnist", "--data-dir", str(tmp_path), "--n-train", "50",
+              "--layers", "4", "--max-iter", "2", "--quiet", *extra])
+    assert e.value.code == 2
+    assert message in capsys.readouterr().err

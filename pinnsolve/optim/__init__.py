@@ -14,6 +14,8 @@
 * Stochastic (mini-batch) methods on a :class:`StochasticObjective`: :class:`SGD`
   (``"sgd"``), :class:`SLBFGS` (``"slbfgs"``), :class:`MLBFGS` (``"mlbfgs"``), and
   :class:`Adam` with ``batch_size``.
+* Learning-rate schedules of the step-size methods (``lr_schedule=``):
+  :func:`make_schedule` (:data:`SCHEDULES`: constant, step, exponential, cosine, linear).
 * Line searches: :func:`strong_wolfe`, :func:`armijo` (:data:`LINE_SEARCHES`).
 * ``torch.optim`` facades: :class:`LBFGSOptimizer`, :class:`GDOptimizer`,
   :class:`MethodOptimizer`.
@@ -53,6 +55,7 @@ from .ncg import (
     NonlinearCG,
 )
 from .newton import NewtonCG, NewtonCR
+from .schedule import SCHEDULES, Schedule, make_schedule
 from .sgd import SGD
 from .slbfgs import SLBFGS
 from .torch_optim import GDOptimizer, LBFGSOptimizer, MethodOptimizer
@@ -97,6 +100,9 @@ __all__ = [
     "GDOptimizer",
     "METHODS",
     "make_method",
+    "Schedule",
+    "SCHEDULES",
+    "make_schedule",
 ]
 
 #: The methods by name (other modules register more here).

@@ -25,13 +25,14 @@ import torch
 from torch import Tensor
 
 from .base import Method, Objective, StepInfo, StochasticMethod, interrupt_guard, is_finite
+from .schedule import Schedule, ScheduledStep, check_schedule
 
 __all__ = ["Adam"]
 
 _MOMENTS = ("step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq")
 
 
-class Adam(StochasticMethod, Method):
+class Adam(ScheduledStep, StochasticMethod, Method):
     """Adam on the flat vector ``theta``, one ``torch.optim.Adam`` update per iteration.
 
     **Reported loss**: iteration ``k`` evaluates ``f`` and ``g`` at the current point
@@ -55,6 +56,9 @@ class Adam(StochasticMethod, Method):
     iteration draws ``batch_size`` samples with a generator seeded by ``seed`` (its
     state is part of ``state_dict``) and reports the batch loss and gradient;
     ``state["sample_grads"]`` counts the per-sample gradients computed.
+
+    ``lr_schedule`` (a :class:`~pinnsolve.optim.schedule.Schedule`) scales ``lr`` by
+    :math:`\\sigma(k)` at iteration ``k``.
     """
 
     name = "adam"
@@ -68,12 +72,14 @@ class Adam(StochasticMethod, Method):
         amsgrad: bool = False,
         batch_size: int | None = None,
         seed: int = 0,
+        lr_schedule: Schedule | None = None,
     ) -> None:
         super().__init__()
         if batch_size is not None and (isinstance(batch_size, bool) or int(batch_size) < 1):
             raise ValueError(f"batch_size must be a positive integer or None, got {batch_size}")
         self.batch_size = None if batch_size is None else int(batch_size)
         self.seed = int(seed)
+        self.lr_schedule = check_schedule(lr_schedule)
         if not lr > 0.0:
             raise ValueError(f"lr must be positive, got {lr}")
         self.options: dict[str, Any] = {
@@ -138,6 +144,7 @@ class Adam(StochasticMethod, Method):
             # the moments in self.state are the tensors torch updates in place
             opt.state[p] = {k: st[k] for k in _MOMENTS if k in st}
             p.grad = g
+            opt.param_groups[0]["lr"] = self.step_size(st.get("iteration", 0))
             opt.step()
             p.grad = None
             for k in _MOMENTS:

@@ -17,11 +17,12 @@ from torch import Tensor
 
 from .base import Method, Objective, StepInfo, interrupt_guard, is_finite
 from .linesearch import LineSearchResult, make_line_search, safe_step
+from .schedule import Schedule, ScheduledStep, check_schedule
 
 __all__ = ["GradientDescent"]
 
 
-class GradientDescent(Method):
+class GradientDescent(ScheduledStep, Method):
     """Gradient descent: ``theta <- theta - a_k g_k``.
 
     Parameters
@@ -42,6 +43,10 @@ class GradientDescent(Method):
         a backtracking; the first trial is ``min(1, 1/||g||_1)``.  (A Barzilai-Borwein
         step would often be better, but is not monotone with respect to the line
         search; the doubling rule keeps about 1-2 evaluations per iteration.)
+    lr_schedule:
+        with ``lr``: a :class:`~pinnsolve.optim.schedule.Schedule`, iteration ``k``
+        steps with :math:`\\mathrm{lr}\\,\\sigma(k)` (without ``lr`` a ``ValueError``:
+        the line search chooses the step).
     """
 
     name = "gd"
@@ -55,6 +60,7 @@ class GradientDescent(Method):
         max_ls_evals: int = 30,
         growth: float = 2.0,
         line_search_options: dict[str, Any] | None = None,
+        lr_schedule: Schedule | None = None,
     ) -> None:
         super().__init__()
         if lr is not None and not lr > 0.0:
@@ -62,6 +68,9 @@ class GradientDescent(Method):
         if not growth >= 1.0:
             raise ValueError(f"growth must be >= 1, got {growth}")
         self.lr = lr
+        self.lr_schedule = check_schedule(lr_schedule)
+        if self.lr_schedule is not None and lr is None:
+            raise ValueError("lr_schedule needs a fixed lr (gd with a line search has none)")
         self.growth = float(growth)
         self.line_search = make_line_search(
             line_search, c1=c1, c2=c2, max_evals=max_ls_evals, **(line_search_options or {})
@@ -80,12 +89,12 @@ class GradientDescent(Method):
         f, g = st["loss"], st["grad"]
 
         if self.lr is not None:
-            x = torch.add(theta, g, alpha=-self.lr)
+            step = self.step_size(st["iteration"])
+            x = torch.add(theta, g, alpha=-step)
             f_new, g_new = objective.loss_and_grad(x)
             evals += 1
             if not is_finite(f_new, g_new):
                 return StepInfo(loss=f, grad=g, evals=evals, failed="non_finite")
-            step = self.lr
         else:
             gtd = -float(torch.dot(g, g))
             if gtd == 0.0:  # stationary point

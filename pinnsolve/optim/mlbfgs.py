@@ -111,6 +111,7 @@ from torch import Tensor
 from ..distributed import assign_blocks, block_partition
 from .base import Method, Objective, StepInfo, StochasticMethod, interrupt_guard, is_finite
 from .lbfgs import Blocks, history_direction, new_history, push_pair
+from .schedule import Schedule, ScheduledStep, check_schedule
 
 __all__ = ["MLBFGS", "cos_cap", "damping", "ratio_cap"]
 
@@ -171,7 +172,7 @@ def cos_cap(ss: Tensor, sy: Tensor, yy: Tensor, min_cos: float) -> Tensor:
                        torch.full_like(ss, float("inf")))
 
 
-class MLBFGS(StochasticMethod, Method):
+class MLBFGS(ScheduledStep, StochasticMethod, Method):
     """Momentum-based, damped, block-wise stochastic L-BFGS (Niu et al. 2023).
 
     Parameters (defaults after the paper and the authors' code)
@@ -205,6 +206,9 @@ class MLBFGS(StochasticMethod, Method):
         PINN at lr 0.005, 0.5 did not.
     seed:
         seed of the batch generator (saved in the state).
+    lr_schedule:
+        a :class:`~pinnsolve.optim.schedule.Schedule`: iteration ``k`` uses
+        :math:`\\eta\\,\\sigma(k)` (``None``: constant).
 
     State: ``hist`` (this rank's pair history with per-block ``SY``/``YY``/``gamma``,
     or the plain one for ``blocks="none"``; on one process: all blocks),
@@ -233,6 +237,7 @@ class MLBFGS(StochasticMethod, Method):
         blocks: str | Sequence[int] = "layer",
         min_cos: float = 0.5,
         seed: int = 0,
+        lr_schedule: Schedule | None = None,
     ) -> None:
         super().__init__()
         if not lr > 0.0:
@@ -265,6 +270,7 @@ class MLBFGS(StochasticMethod, Method):
             raise ValueError(f"min_cos must be in [0, 1), got {min_cos}")
         self.min_cos = float(min_cos)
         self.seed = int(seed)
+        self.lr_schedule = check_schedule(lr_schedule)
         self._blocks: tuple[Any, Blocks, Blocks | None] | None = None
 
     # -- blocks and their ranks --------------------------------------------------------
@@ -434,7 +440,7 @@ class MLBFGS(StochasticMethod, Method):
             d = self._assemble(part, theta.numel(), group)
             buf = st.get("buf")
             buf = d if buf is None else buf.mul_(self.momentum).add_(d)
-            theta.add_(buf, alpha=self.lr)
+            theta.add_(buf, alpha=self.step_size(k - 1))
             st.update(loss=f, grad=g, buf=buf, iteration=k, m_theta=m_theta, m_grad=m_grad,
                       prev_theta=prev[0], prev_grad=prev[1],
                       pairs_stored=st["pairs_stored"] + (pair is not None),

@@ -18,11 +18,12 @@ import torch
 from torch import Tensor
 
 from .base import Method, Objective, StepInfo, StochasticMethod, interrupt_guard, is_finite
+from .schedule import Schedule, ScheduledStep, check_schedule
 
 __all__ = ["SGD"]
 
 
-class SGD(StochasticMethod, Method):
+class SGD(ScheduledStep, StochasticMethod, Method):
     """Mini-batch SGD with momentum on the flat vector ``theta``.
 
     Parameters
@@ -40,6 +41,9 @@ class SGD(StochasticMethod, Method):
         chooses its batch).
     seed:
         seed of the batch generator (its state is saved with the method's state).
+    lr_schedule:
+        a :class:`~pinnsolve.optim.schedule.Schedule`: iteration ``k`` steps with
+        :math:`\\eta\\,\\sigma(k)` (``None``: constant ``lr``).
 
     **Reported loss**: like :class:`~pinnsolve.optim.adam.Adam`, iteration ``k`` reports
     the batch loss and gradient at :math:`\\theta_k`, where they were taken (noisy
@@ -57,6 +61,7 @@ class SGD(StochasticMethod, Method):
         nesterov: bool = False,
         batch_size: int | None = None,
         seed: int = 0,
+        lr_schedule: Schedule | None = None,
     ) -> None:
         super().__init__()
         if not lr > 0.0:
@@ -70,6 +75,7 @@ class SGD(StochasticMethod, Method):
         self.nesterov = bool(nesterov)
         self.batch_size = None if batch_size is None else int(batch_size)
         self.seed = int(seed)
+        self.lr_schedule = check_schedule(lr_schedule)
 
     def start(self, objective: Objective, theta: Tensor) -> StepInfo:
         loss, grad = objective.loss_and_grad(theta)
@@ -89,7 +95,7 @@ class SGD(StochasticMethod, Method):
                 d = g.add(buf, alpha=self.momentum) if self.nesterov else buf
             else:
                 d = g
-            theta.add_(d, alpha=-self.lr)
+            theta.add_(d, alpha=-self.step_size(st.get("iteration", 0)))
             st.update(loss=f, grad=g, buf=buf, iteration=st.get("iteration", 0) + 1,
                       sample_grads=st.get("sample_grads", 0) + n)
         return StepInfo(loss=f, grad=g, evals=1)

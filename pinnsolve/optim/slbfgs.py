@@ -76,11 +76,12 @@ from .base import (
     require_stochastic,
 )
 from .lbfgs import history_direction, new_history, push_pair
+from .schedule import Schedule, ScheduledStep, check_schedule
 
 __all__ = ["SLBFGS"]
 
 
-class SLBFGS(StochasticMethod, Method):
+class SLBFGS(ScheduledStep, StochasticMethod, Method):
     """Variance-reduced stochastic L-BFGS (Moritz, Nishihara & Jordan 2016).
 
     Parameters (defaults from the paper and the authors' code unless noted)
@@ -108,6 +109,9 @@ class SLBFGS(StochasticMethod, Method):
         0.01; 0 disables the guard).
     seed:
         seed of the batch generator (saved in the state: resumes are exact).
+    lr_schedule:
+        a :class:`~pinnsolve.optim.schedule.Schedule`: inner step ``t`` uses
+        :math:`\\eta\\,\\sigma(t)` (``None``: constant).
 
     State (round-tripped by ``state_dict``): ``hist`` (the pair history, layout of
     :func:`~pinnsolve.optim.lbfgs.new_history`), ``w``, ``mu``, ``f_w`` (snapshot),
@@ -131,6 +135,7 @@ class SLBFGS(StochasticMethod, Method):
         curvature_eps: float = 1e-10,
         min_cos: float = 1e-2,
         seed: int = 0,
+        lr_schedule: Schedule | None = None,
     ) -> None:
         super().__init__()
         if not lr > 0.0:
@@ -153,6 +158,7 @@ class SLBFGS(StochasticMethod, Method):
             raise ValueError(f"min_cos must be in [0, 1), got {min_cos}")
         self.min_cos = float(min_cos)
         self.seed = int(seed)
+        self.lr_schedule = check_schedule(lr_schedule)
 
     def epoch_length(self, objective: Any) -> int:
         """``M``: inner steps per epoch."""
@@ -213,7 +219,7 @@ class SLBFGS(StochasticMethod, Method):
         d = history_direction(st["hist"], v)
         if not is_finite(f_est, d):
             return StepInfo(loss=f_est, grad=v, evals=evals, failed="non_finite")
-        x_new = theta.add(d, alpha=self.lr)
+        x_new = theta.add(d, alpha=self.step_size(st["iteration"]))
         t = st["t"] + 1
         u_sum = st["u_sum"] + x_new
         pair = None
