@@ -247,8 +247,9 @@ def burgers_regime(nu: float) -> dict[str, Any]:
 #: without ``--preset``.
 BURGERS_PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
-    # 3 x 30 on 5,000 points: 1.9e-6 at 1,200 s; 3 x 20 on 10,000 points, better early
-    # (fewer resampling swings), ended at 1.0e-5 at full length (docs/accuracy.md)
+    # 3 x 30 on 5,000 points: 1.9e-6 and 1.2e-5 in two 1,200 s runs (median over the last
+    # 3,000 iterations 5.5e-6); 3 x 20 on 10,000 points, better early, ended at 1.0e-5
+    # (docs/accuracy.md)
     "accurate": {"optimizer": "ssbroyden", "layers": "30,30,30", "points": 5000,
                  "max_time": 1200.0},
     "fast": {"max_time": 30.0},
