@@ -18,7 +18,10 @@ Usage::
 
     python validation/classification.py --data-dir ../shared/datasets --threads 1
     python validation/classification.py --quick          # small budgets, a smoke run
-    python validation/classification.py --full-budget 60 # seconds per full-60k row
+    python validation/classification.py --full-budget 60 # 60 s per full-60k row (default 300)
+    python validation/classification.py --holdout 10000 --tables fashion-60000-deep \
+        --methods lbfgs-m10 --set fashion-60000-deep:lbfgs-m10:weight_decay=2e-3
+                                                         # tuning on held-out images
 
 Every run uses one thread by default (the machine is shared); budgets are per row.
 """
