@@ -182,6 +182,26 @@ def test_cr_reverses_an_uphill_newton_step():
     assert info.failed is None and float(theta[0]) > 0.01
 
 
+@pytest.mark.parametrize("eta", [0.5, 1e-2, 1e-6, 1e-12])
+def test_cr_stops_at_the_first_iterate_inside_the_tolerance(eta):
+    """CR's stopping test (||r|| from the products at hand, formed exactly only when
+    close) neither stops early (||H p + g|| <= eta ||g|| holds) nor late (one inner
+    iteration fewer is still outside the tolerance)."""
+    q = Quadratic(n=30, cond=1e4, seed=5)
+    theta = q.x0()
+    g = q.A @ theta - q.b
+    tol = eta * float(g.norm())
+    p, info = NewtonCR(max_cg=500, forcing=eta)._krylov(Counting(quadratic_fn(q)), theta, g)
+    assert info["reason"] == "converged"
+    assert float((q.A @ p + g).norm()) <= tol
+    j = info["iterations"]
+    if j > 1:
+        p1, info1 = NewtonCR(max_cg=j - 1, forcing=eta)._krylov(
+            Counting(quadratic_fn(q)), theta, g)
+        assert info1["reason"] == "max_cg" and info1["iterations"] == j - 1
+        assert float((q.A @ p1 + g).norm()) > tol
+
+
 def huber_nan(x):
     """sum sqrt(1 + x_i^2), with NaN loss and gradient once any x_i > 3."""
     f = torch.sqrt(1 + x**2).sum()

@@ -318,18 +318,20 @@ class NewtonCR(HessianFreeNewton):
     def _krylov(self, objective: Objective, theta: Tensor, g: Tensor) -> tuple[Tensor, dict]:
         eps = self._eps(g)
         tol = self._tolerance(math.sqrt(float(torch.dot(g, g))))
+        tol2 = tol * tol
         info: dict[str, Any] = {"hvps": 0, "iterations": 0, "reason": "max_cg"}
         p = torch.zeros_like(g)
-        r = g.neg()
+        vecs = torch.empty((3, g.numel()), dtype=g.dtype, device=g.device)
+        r, d, hd = vecs.unbind(0)  # rows of one buffer: all their products in one matmul
+        torch.neg(g, out=r)
         hr = self._hvp(objective, theta, r)
         info["hvps"] += 1
-        d, hd = r, hr
+        d.copy_(r)
+        hd.copy_(hr)
         rhr = float(torch.dot(r, hr))
         neg = False
         for j in range(self.max_cg):
-            hdhd, dhd, dd, rr = torch.stack(
-                (torch.dot(hd, hd), torch.dot(d, hd), torch.dot(d, d), torch.dot(r, r))
-            ).tolist()
+            (rr, _, rhd), (_, dd, dhd), (_, _, hdhd) = (vecs @ vecs.T).tolist()
             if not (math.isfinite(hdhd) and math.isfinite(rhr)):
                 info["reason"] = "non_finite"
                 return g.neg(), info
@@ -338,10 +340,12 @@ class NewtonCR(HessianFreeNewton):
                 info["reason"] = "breakdown"
                 break
             alpha = rhr / hdhd
-            p = p.add(d, alpha=alpha)
-            r = r.add(hd, alpha=-alpha)
+            p.add_(d, alpha=alpha)
+            r.add_(hd, alpha=-alpha)
             info["iterations"] += 1
-            if float(torch.linalg.vector_norm(r)) <= tol:
+            # ||r_new||^2 from the products at hand; checked exactly only when close
+            if rr - alpha * (2.0 * rhd - alpha * hdhd) <= 4.0 * tol2 and float(
+                    torch.dot(r, r)) <= tol2:
                 info["reason"] = "converged"
                 break
             if j + 1 == self.max_cg:
@@ -350,8 +354,8 @@ class NewtonCR(HessianFreeNewton):
             info["hvps"] += 1
             rhr_new = float(torch.dot(r, hr))
             beta = rhr_new / rhr
-            d = torch.add(r, d, alpha=beta)
-            hd = torch.add(hr, hd, alpha=beta)
+            torch.add(r, d, alpha=beta, out=d)
+            torch.add(hr, hd, alpha=beta, out=hd)
             rhr = rhr_new
         info["negative_curvature"] = neg
         if not is_finite(p):
