@@ -215,6 +215,69 @@ def test_fused_batch_gradients_equal_separate_calls(wd):
         obj.batch_loss_and_grad_many(thetas[:, :-1], idx)
 
 
+@pytest.mark.parametrize(("hidden", "activation", "wd"),
+                         [((8,), "tanh", 0.0), ((8, 5), "relu", 1e-2)])
+def test_svrg_difference_equals_two_batch_gradients(hidden, activation, wd):
+    """The snapshot pass gives the full loss and gradient; the cached difference equals
+    f_B(theta) - f_B(w) and its gradient from two separate batch evaluations."""
+    data = blobs()
+    obj = ClassificationObjective(
+        data, classifier_mlp(data.x_train.shape[1], data.n_classes, hidden, activation,
+                             seed=1), weight_decay=wd, dtype=torch.float64)
+    gen = torch.Generator().manual_seed(0)
+    w = obj.initial_theta()
+    f, g, cache = obj.svrg_snapshot(w)
+    f0, g0 = obj.loss_and_grad(w)
+    assert abs(float(f - f0)) <= 1e-13 and float((g - g0).abs().max()) <= 1e-13
+    theta = w + 0.3 * torch.randn(w.numel(), generator=gen, dtype=w.dtype)
+    for size in (1, 17, 60):
+        idx = obj.sample_batch(size, gen)
+        df, dg = obj.batch_svrg_difference(theta, idx, cache)
+        fa, ga = obj.batch_loss_and_grad(theta, idx)
+        fb, gb = obj.batch_loss_and_grad(w, idx)
+        assert float((ga - gb).abs().max()) > 1e-3  # a real difference
+        assert abs(float(df - (fa - fb))) <= 1e-12
+        assert float((dg - (ga - gb)).abs().max()) <= 1e-12
+
+
+def test_slbfgs_with_the_snapshot_cache_takes_the_same_path():
+    """S-LBFGS uses batch_svrg_difference when the objective has it; the run equals the
+    one through two batch gradients to round-off, also across a state_dict resume."""
+    from pinnsolve.optim import SLBFGS, StopCriteria, minimize
+
+    obj = objective(wd=1e-3)
+
+    class TwoGradients:  # the same objective without the snapshot cache
+        def __getattr__(self, name):
+            if name in ("svrg_snapshot", "batch_svrg_difference"):
+                raise AttributeError(name)
+            return getattr(obj, name)
+
+    def method():
+        return SLBFGS(lr=0.05, batch_size=16, hessian_batch_size=16, seed=2)
+
+    ends = []
+    for o in (obj, TwoGradients()):
+        x = obj.initial_theta()
+        m = method()
+        minimize(o, x, m, StopCriteria(max_iter=40))
+        assert m.state["hist"]["count"] >= 2
+        ends.append(x)
+    assert float(obj.loss(ends[0])) < 0.9 * float(obj.loss(obj.initial_theta()))
+    assert float((ends[0] - ends[1]).abs().max()) <= 1e-10
+    # resumed from a state_dict taken mid-epoch: the cache is rebuilt from the snapshot
+    x = obj.initial_theta()
+    first = method()
+    minimize(obj, x, first, StopCriteria(max_iter=25))
+    resumed = method()
+    resumed.load_state_dict(first.state_dict())
+    from pinnsolve.optim import Progress
+
+    minimize(obj, x, resumed, StopCriteria(max_iter=40),
+             progress=Progress(iteration=25, loss=1.0, grad_norm=1.0))
+    assert torch.equal(x, ends[0])
+
+
 @pytest.mark.parametrize("mode", ["global", "pixel"])
 def test_standardized_uses_training_statistics_only(mode):
     data = blobs(n=90, n_test=30)

@@ -405,8 +405,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-dtype-check", action="store_true")
     ap.add_argument("--no-cost", action="store_true", help="skip the L-BFGS cost measurement")
-    ap.add_argument("--cost-iters", type=int, default=None,
-                    help="iterations per L-BFGS cost run (default: the rows' --max-iter)")
+    ap.add_argument("--cost-iters", type=int, default=100,
+                    help="iterations per L-BFGS cost run (default: %(default)s)")
     ap.add_argument("--set", action="append", default=[], metavar="TABLE:ROW:KEY=VALUE",
                     help="override one recipe entry (for tuning runs), e.g. "
                     "fashion-60000:adam:lr=2e-3")
@@ -415,7 +415,7 @@ def main(argv=None) -> int:
     if args.quick:
         args.max_iter, args.budget, args.full_iter, args.full_budget = 50, 10.0, 10, 10.0
         args.epochs_scale = min(args.epochs_scale, 0.05)
-        args.cost_iters = args.cost_iters or 20
+        args.cost_iters = min(args.cost_iters, 20)
     if args.out is None:
         name = "classification_holdout.md" if args.holdout else "classification.md"
         args.out = HERE / "results" / name
@@ -492,14 +492,14 @@ def main(argv=None) -> int:
             for label in ("lbfgs-m10", "lbfgs-m100"):
                 if label in args.methods.split(","):
                     obj = make_objective(data, hidden, recipe(table, label), args.seed)
-                    c = iteration_cost(obj, label, args.cost_iters or max_iter)
+                    c = iteration_cost(obj, label, args.cost_iters)
                     lbfgs_cost.append((table, label, c))
                     print(f"cost {table} {label}: {c}", flush=True)
     if lbfgs_cost:
         md += ["### Cost of a full-batch L-BFGS iteration (N = 5,000)", "",
                "Bare runs (`minimize`, no callbacks, from the table's start, for the "
-               "'iterations' column's count (by default the rows' budget); the method's "
-               "starting evaluation excluded), median of 3 repeats. evals/iter = "
+               "'iterations' column's count; the method's starting evaluation excluded), "
+               "median of 3 repeats. evals/iter = "
                "loss-and-gradient evaluations per iteration (1.00 = the unit step always "
                "accepted at the first trial); **time per iter / eval** = wall time per "
                "iteration over the median time of one standalone loss-and-gradient "

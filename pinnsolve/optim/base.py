@@ -304,7 +304,7 @@ Callback = Callable[[Tensor, Progress, Method], "bool | None"]
 
 
 def _grad_norm(grad: Tensor | None) -> float:
-    return math.nan if grad is None else float(grad.abs().max())
+    return math.nan if grad is None else float(torch.linalg.vector_norm(grad, math.inf))
 
 
 def minimize(

@@ -42,19 +42,33 @@ variance that vanishes as the iterates and the snapshot converge, so ``gtol`` an
 
 Cost of an inner step: two batch gradients (at :math:`x_t` and :math:`w_k`) plus the
 ``O(mn)`` direction; every ``L`` steps one batch HVP; every ``M`` steps one full
-gradient.  The two batch gradients come from one fused evaluation,
-:func:`~pinnsolve.optim.base.batch_loss_and_grad_many` (the objective's
-``batch_loss_and_grad_many``: for the PINN and classification objectives the two
-parameter sets are stacked and share one batched forward/backward pass; two calls of
-``batch_loss_and_grad`` for objectives without it), equal to two calls to round-off.
-Measured with ``python validation/stochastic.py`` (one thread, shared loaded machine,
-medians of interleaved rounds): on the Burgers PINN (batch 256) the fused pair costs
-0.60x two calls and an inner step 1.26x an SGD step with the same batch (2.14x with
-two calls: the PINN's small per-point work is dominated by per-call overhead); on the
-MNIST 784-128-10 classifier (batch 512, float32) the batch work is compute-bound, the
-fused pair costs 0.90x two calls and an inner step 1.97x an SGD step.
-``state["sample_grads"]`` counts per-sample gradient evaluations (a full gradient
-counts ``N``, an HVP ``b_H``) for comparisons at equal work.
+gradient.  How the two batch gradients are computed depends on what the objective
+offers (the results agree to round-off):
+
+* ``svrg_snapshot(theta)`` / ``batch_svrg_difference(theta, idx, cache)`` (the
+  classification objective with an MLP): the snapshot's full pass also keeps per-sample
+  quantities (per-layer back-propagated errors and layer inputs, ``N x`` the sum of the
+  widths), from which the snapshot's batch gradient is a linear function of
+  :math:`\theta`; the difference :math:`\nabla f_{S_t}(x_t) - \nabla f_{S_t}(w_k)` then
+  costs one forward/backward pass at :math:`x_t`, the first layer taking both terms in
+  one product.  The cache is not part of the state (a resumed run rebuilds it from
+  :math:`w_k` by the same pass);
+* otherwise one fused evaluation, :func:`~pinnsolve.optim.base.batch_loss_and_grad_many`
+  (the objective's ``batch_loss_and_grad_many``: for the PINN objective the two
+  parameter sets are stacked and share one batched forward/backward pass; two calls
+  of ``batch_loss_and_grad`` for objectives without it).
+
+Measured with ``python validation/stochastic.py --cost-only`` (one thread, beside another
+one-thread job, medians of interleaved rounds): on the Burgers PINN (batch 256) the
+fused pair costs 0.64x two calls and an inner step 1.3-1.4x an SGD step with the same
+batch (2.14x with two calls: the PINN's small per-point work is dominated by per-call
+overhead); on the MNIST 784-128-10 classifier (batch 512, float32), whose batch work is
+compute-bound (the fused pair costs 0.77-0.90x two calls), the cached difference costs
+6.3 ms against 9.0 ms for the fused pair and an inner step 1.35x an SGD step (1.97x
+with the fused pair).  ``state["sample_grads"]`` counts per-sample gradient evaluations
+as the algorithm defines them (two per batch sample of an inner step, also when the
+snapshot's come from the cache; a full gradient counts ``N``, an HVP ``b_H``) for
+comparisons at equal work.
 """
 
 from __future__ import annotations
@@ -159,6 +173,7 @@ class SLBFGS(ScheduledStep, StochasticMethod, Method):
         self.min_cos = float(min_cos)
         self.seed = int(seed)
         self.lr_schedule = check_schedule(lr_schedule)
+        self._svrg: tuple[Any, Any] | None = None  # (objective, snapshot cache)
 
     def epoch_length(self, objective: Any) -> int:
         """``M``: inner steps per epoch."""
@@ -169,7 +184,14 @@ class SLBFGS(ScheduledStep, StochasticMethod, Method):
     # -- outer loop --------------------------------------------------------------------
 
     def _snapshot(self, objective: Objective, theta: Tensor) -> StepInfo:
-        f, g = objective.loss_and_grad(theta)
+        snapshot = getattr(objective, "svrg_snapshot", None)
+        out = snapshot(theta) if callable(snapshot) else None
+        if out is None:
+            f, g = objective.loss_and_grad(theta)
+            self._svrg = None
+        else:
+            f, g, cache = out
+            self._svrg = (objective, cache)
         st = self.state
         with interrupt_guard():
             st.update(w=theta.detach().clone(), mu=g, f_w=f, inner=0, need_snapshot=False,
@@ -196,6 +218,21 @@ class SLBFGS(ScheduledStep, StochasticMethod, Method):
             return self.start(objective, theta)
         return self._snapshot(objective, theta)
 
+    def _svrg_cache(self, objective: Objective) -> Any:
+        """The snapshot's cache for ``objective.batch_svrg_difference`` (``None`` when the
+        objective has no such method).  Not part of the state: after a resume it is
+        rebuilt from the snapshot ``w`` by the same deterministic pass."""
+        if not callable(getattr(objective, "batch_svrg_difference", None)):
+            return None
+        if self._svrg is None or self._svrg[0] is not objective:
+            out = objective.svrg_snapshot(self.state["w"])
+            self._svrg = None if out is None else (objective, out[2])
+        return None if self._svrg is None else self._svrg[1]
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self._svrg = None
+
     # -- inner loop --------------------------------------------------------------------
 
     def step(self, objective: Objective, theta: Tensor) -> StepInfo:
@@ -211,11 +248,16 @@ class SLBFGS(ScheduledStep, StochasticMethod, Method):
                 return StepInfo(loss=info.loss, grad=info.grad, evals=evals, failed="non_finite")
         gen = self.generator
         idx = objective.sample_batch(self.batch_size, gen)
-        fs, gs = batch_loss_and_grad_many(objective, torch.stack([theta, st["w"]]), idx)
+        cache = self._svrg_cache(objective)
+        if cache is not None:
+            df, dg = objective.batch_svrg_difference(theta, idx, cache)
+        else:
+            fs, gs = batch_loss_and_grad_many(objective, torch.stack([theta, st["w"]]), idx)
+            df, dg = fs[0] - fs[1], gs[0] - gs[1]
         evals += 2
         samples += 2 * int(idx.numel())
-        v = (gs[0] - gs[1]).add_(st["mu"])
-        f_est = fs[0] - fs[1] + st["f_w"]
+        v = dg.add_(st["mu"])
+        f_est = df + st["f_w"]
         d = history_direction(st["hist"], v)
         if not is_finite(f_est, d):
             return StepInfo(loss=f_est, grad=v, evals=evals, failed="non_finite")
