@@ -58,7 +58,7 @@ from .newton import NewtonCG, NewtonCR
 from .schedule import SCHEDULES, Schedule, make_schedule
 from .sgd import SGD
 from .slbfgs import SLBFGS
-from .torch_optim import GDOptimizer, LBFGSOptimizer, MethodOptimizer
+from .torch_optim import GDOptimizer, LBFGSOptimizer, MethodOptimizer, SLBFGSOptimizer
 
 __all__ = [
     "Objective",
@@ -98,6 +98,7 @@ __all__ = [
     "MethodOptimizer",
     "LBFGSOptimizer",
     "GDOptimizer",
+    "SLBFGSOptimizer",
     "METHODS",
     "make_method",
     "Schedule",

@@ -36,9 +36,12 @@ Stochastic methods: ``MethodOptimizer(params, "sgd", lr=0.1, momentum=0.9)`` and
 ``MethodOptimizer(params, "mlbfgs", lr=0.05)`` run on whatever batch the closure
 evaluates (leave their ``batch_size`` at ``None``); mL-BFGS then keeps one block, or
 one per parameter tensor with ``blocks="tensor"``, or the sizes it is given.
-S-LBFGS needs gradients of the *same* batch at two points and a
-batch Hessian-vector product, which a closure cannot give: run it through
-:func:`~pinnsolve.optim.minimize` on a mini-batch objective instead.
+S-LBFGS needs gradients of the *same* batch at two points, a batch Hessian-vector
+product and, every epoch, the full gradient: :class:`SLBFGSOptimizer` calls the
+closure at both points (the batch is whatever the closure evaluates, so it must be the
+same on every call of one :meth:`~MethodOptimizer.step`), takes the Hessian-vector
+product as a central difference of two closure gradients, and the full gradient from a
+second closure over all samples.
 """
 
 from __future__ import annotations
@@ -53,8 +56,9 @@ from .base import Method, _copy
 from .gd import GradientDescent
 from .lbfgs import LBFGS
 from .linesearch import LineSearchResult
+from .slbfgs import SLBFGS
 
-__all__ = ["MethodOptimizer", "LBFGSOptimizer", "GDOptimizer"]
+__all__ = ["MethodOptimizer", "LBFGSOptimizer", "GDOptimizer", "SLBFGSOptimizer"]
 
 
 class _ClosureObjective:
@@ -172,6 +176,10 @@ class MethodOptimizer(torch.optim.Optimizer):
         """
         if closure is None:
             raise ValueError(f"{type(self).__name__}.step needs a closure")
+        return self._run(_ClosureObjective(self._params, closure))
+
+    def _run(self, objective: _ClosureObjective) -> Tensor:
+        """:meth:`step` on the objective built from the closure."""
         group = self.param_groups[0]
         if self._sync_lr:
             self.method.lr = group["lr"]
@@ -179,7 +187,6 @@ class MethodOptimizer(torch.optim.Optimizer):
         method = self.method
         if "method" in box and box["method"] is not method.state:
             method.state = box["method"]  # loaded by load_state_dict
-        objective = _ClosureObjective(self._params, closure)
         theta = self._flat_params()
         evals = 0
         if not method.state:
@@ -272,3 +279,80 @@ class GDOptimizer(MethodOptimizer):
         method = GradientDescent(lr=lr, line_search=line_search, **options)
         super().__init__(params, method, max_iter=max_iter, tolerance_grad=tolerance_grad,
                          reevaluate=reevaluate, lr=lr)
+
+
+class _ClosureBatchObjective(_ClosureObjective):
+    """The mini-batch protocol over closures: ``closure`` evaluates the current batch,
+    ``full`` the whole training set (``loss_and_grad``, the SVRG snapshots); the batch
+    indices the method draws only count samples."""
+
+    def __init__(self, params: list[Tensor], closure: Callable[[], Any],
+                 full: _ClosureObjective, n_samples: int) -> None:
+        super().__init__(params, closure)
+        self.full = full
+        self.n_samples = n_samples
+
+    def loss_and_grad(self, theta: Tensor) -> tuple[Tensor, Tensor]:
+        return self.full.loss_and_grad(theta)
+
+    def sample_batch(self, size: int, generator: torch.Generator) -> Tensor:
+        return torch.arange(int(size))  # the closure decides which samples
+
+    def batch_loss_and_grad(self, theta: Tensor, idx: Tensor) -> tuple[Tensor, Tensor]:
+        return super().loss_and_grad(theta)
+
+    def batch_hvp(self, theta: Tensor, v: Tensor, idx: Tensor) -> Tensor:
+        """:math:`(g(\\theta + h v) - g(\\theta - h v)) / 2h` with
+        :math:`h = \\epsilon^{1/3} (1 + \\|\\theta\\|) / \\|v\\|`: the central
+        difference of two closure gradients (truncation error :math:`O(h^2)`)."""
+        vnorm = float(torch.linalg.vector_norm(v))
+        if vnorm == 0.0:
+            return torch.zeros_like(v)
+        eps = torch.finfo(theta.dtype).eps
+        h = eps ** (1.0 / 3.0) * (1.0 + float(torch.linalg.vector_norm(theta))) / vnorm
+        _, g_plus = super().loss_and_grad(theta + h * v)
+        _, g_minus = super().loss_and_grad(theta - h * v)
+        return (g_plus - g_minus) / (2.0 * h)
+
+
+class SLBFGSOptimizer(MethodOptimizer):
+    """:class:`~pinnsolve.optim.slbfgs.SLBFGS` as a ``torch.optim.Optimizer``.
+
+    ``SLBFGSOptimizer(params, full_closure, n_samples, lr=0.05, batch_size=64,
+    **slbfgs_options)``; every :meth:`step` call is one inner step on the mini-batch the
+    ``closure`` evaluates (the step that begins an epoch also takes the snapshot's full
+    gradient from ``full_closure``).  Both closures zero the gradients, compute the
+    mean loss (over the batch, resp. over all ``n_samples`` samples), call
+    ``backward()`` and return the loss.  Per inner step the closure is called at the
+    iterate and at the snapshot (so it must evaluate the same batch every time it is
+    called within one step), and every ``update_every`` steps twice more for the
+    curvature pair's Hessian-vector product, here a central difference of two closure
+    gradients (see :meth:`_ClosureBatchObjective.batch_hvp`; the mini-batch objective
+    path of :func:`~pinnsolve.optim.minimize` uses the exact torch.func product).
+    ``batch_size`` (and ``hessian_batch_size``) should be the closure's batch size:
+    they count samples and set the epoch length ``2 n_samples / batch_size`` (or give
+    ``inner_steps``).
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        full_closure: Callable[[], Any],
+        n_samples: int,
+        **options: Any,
+    ) -> None:
+        if not callable(full_closure):
+            raise TypeError("full_closure must be callable (the loss over all samples)")
+        if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
+            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
+        super().__init__(params, SLBFGS(**options))
+        self.full_closure = full_closure
+        self.n_samples = n_samples
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any]) -> Tensor:  # type: ignore[override]
+        if closure is None:
+            raise ValueError(f"{type(self).__name__}.step needs a closure")
+        full = _ClosureObjective(self._params, self.full_closure)
+        batch = _ClosureBatchObjective(self._params, closure, full, self.n_samples)
+        return self._run(batch)
