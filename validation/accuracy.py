@@ -139,13 +139,26 @@ def _fmt(r: dict, ref: float | None) -> str:
             f"{r['wall_time_s']:.0f} | {ratio} |")
 
 
+def _shown(argv: list[str]) -> list[str]:
+    """``argv`` without ``--note TEXT`` (the note is printed as its own paragraph)."""
+    out, skip = [], False
+    for a in argv:
+        if skip or a.startswith("--note="):
+            skip = False
+            continue
+        skip = a == "--note"
+        if not skip:
+            out.append(a)
+    return out
+
+
 def header(args: argparse.Namespace, what: str) -> list[str]:
     import torch
 
     return [
         f"# Burgers accuracy: {what}",
         "",
-        f"Command: `python validation/accuracy.py {' '.join(sys.argv[1:])}`  ",
+        f"Command: `python validation/accuracy.py {' '.join(_shown(sys.argv[1:]))}`  ",
         f"Machine: {platform.machine()}, torch {torch.__version__}, "
         f"{args.threads or 'default'} thread(s) per run; run "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.  ",
