@@ -647,9 +647,9 @@ def train_and_report(problem: Any, args: argparse.Namespace, config: dict[str, A
                                 sampler=args.sampler)
     callbacks, max_time = [], args.max_time
     if ranks.world > 1:  # points sharded; the time budget is a vote across ranks
-        if args.adaptive != "none" or args.weighting != "fixed":
-            raise UsageError("--adaptive and --weighting annealing run in one process only "
-                             "(they are not sharded across ranks yet)")
+        if args.weighting != "fixed":
+            raise UsageError("--weighting annealing runs in one process only (its per-term "
+                             "gradient norms are not reduced across ranks yet)")
         objective = ShardedObjective(objective)
         objective.set_budget(max_time)
         callbacks, max_time = [objective.stop_callback()], None

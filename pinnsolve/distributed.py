@@ -37,6 +37,10 @@ same seed (``resample(seed)`` delegates to the wrapped objective, then keeps the
 rank's shard), so a run on P ranks uses exactly the points of the 1-process run with
 the same ``--seed``, and the Trainer's ``resample(seed + block)`` stays consistent
 across ranks.  Drawing the global sets costs each rank ``O(N)`` cheap sampler work.
+Residual-based point strategies (RAR, RAD of :mod:`pinnsolve.resampling`) work the same
+way: every rank scores the same candidates with the same parameters (redundantly: the
+candidates' residuals are not sharded), so every rank picks the same global points, and
+:meth:`ShardedObjective.set_points` keeps the rank's shard of them.
 
 Consistent stopping: a wall-time budget checked on each rank's own clock would stop
 the ranks at different iterations (and the rest would wait forever in the next
@@ -73,6 +77,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor
@@ -300,19 +305,35 @@ class ShardedObjective:
         self._shard()
 
     def _shard(self) -> None:
-        counts = []
-        for term in self.inner.terms:
-            n = term.points[0].shape[0]
-            if n < self.world:
-                raise ValueError(
-                    f"term {term.name!r} has {n} points, fewer than the {self.world} ranks"
-                )
-            a, b = shard_range(n, self.rank, self.world)
-            term.points = [Z[a:b] for Z in term.points]
-            term.aux = {k: (v[a:b] if v.ndim >= 1 and v.shape[0] == n else v)
-                        for k, v in term.aux.items()}
-            counts.append(n)
-        self._points = counts  # global points per term
+        self._global: dict[str, list[Tensor]] = {}
+        self._points = [self._shard_term(term) for term in self.inner.terms]
+
+    def _shard_term(self, term: Any) -> int:
+        """Keep this rank's slice of ``term``'s (global) points; return their number."""
+        n = term.points[0].shape[0]
+        if n < self.world:
+            raise ValueError(f"term {term.name!r} has {n} points, fewer than the "
+                             f"{self.world} ranks")
+        self._global[term.name] = list(term.points)
+        a, b = shard_range(n, self.rank, self.world)
+        term.points = [Z[a:b] for Z in term.points]
+        term.aux = {k: (v[a:b] if v.ndim >= 1 and v.shape[0] == n else v)
+                    for k, v in term.aux.items()}
+        return n
+
+    def points(self, name: str) -> Tensor:
+        """All ranks' points of the one-set term ``name`` (the shard is ``term(name)``)."""
+        sets = self._global[self.inner.term(name).name]
+        if len(sets) != 1:
+            raise ValueError(f"term {name!r} has paired point sets; points() needs one")
+        return sets[0]
+
+    def set_points(self, name: str, points: Tensor | np.ndarray) -> None:
+        """Replace the global points of term ``name`` (the same on every rank, as RAR and
+        RAD choose them from the same candidates and parameters) and keep this shard."""
+        self.inner.set_points(name, points)
+        i = [t.name for t in self.inner.terms].index(name)
+        self._points[i] = self._shard_term(self.inner.terms[i])
 
     # -- local pieces ------------------------------------------------------------------
 

@@ -229,6 +229,14 @@ class PINNObjective(FunctionObjective):
         """Names of the PDE-residual terms (those adaptive sampling acts on)."""
         return [t.name for t in self.terms if isinstance(t.condition, PDE)]
 
+    def points(self, name: str) -> Tensor:
+        """The ``(n, d)`` points of the one-set term ``name`` (on a sharded objective: all
+        ranks' points, see :class:`~pinnsolve.distributed.ShardedObjective`)."""
+        term = self.term(name)
+        if len(term.points) != 1:
+            raise ValueError(f"term {name!r} has paired point sets; points() needs one")
+        return term.points[0]
+
     def set_points(self, name: str, points: Tensor | np.ndarray) -> None:
         """Replace the ``(n, d)`` points of the one-set term ``name`` (plans are kept)."""
         term = self.term(name)

@@ -102,7 +102,7 @@ class RAR(Adaptation):
     def restore(self, objective: Any, state: dict[str, Any] | None, block: int) -> None:
         _check_objective(objective, "RAR")
         objective.resample(self.seed)
-        self._base = {n: objective.term(n).points[0] for n in objective.pde_terms()}
+        self._base = {n: objective.points(n) for n in objective.pde_terms()}
         added = (state or {}).get("added", {})
         self.added = {n: added[n].to(self._base[n]) for n in self._base if n in added}
         self._apply(objective)
@@ -161,7 +161,7 @@ class RAD(Adaptation):
         objective.resample(self.seed + block)
         rng = np.random.default_rng([self.seed, block, _TAG])
         for name in objective.pde_terms():
-            n = objective.term(name).points[0].shape[0]
+            n = objective.points(name).shape[0]
             m = max(self.candidates or 10 * n, n)
             cand = objective.problem.domain.interior(m, "uniform", rng)
             p = self.density(objective.pointwise_residual(theta, name, cand))
@@ -169,7 +169,7 @@ class RAD(Adaptation):
                 p = (p + 1.0 / m) / (p + 1.0 / m).sum()
             idx = np.sort(rng.choice(m, size=n, replace=False, p=p))
             objective.set_points(name, cand[idx])
-            self.points[name] = objective.term(name).points[0]
+            self.points[name] = objective.points(name)
 
     def restore(self, objective: Any, state: dict[str, Any] | None, block: int) -> None:
         self.points = {}
@@ -178,7 +178,7 @@ class RAD(Adaptation):
         objective.resample(self.seed + block)
         for name, pts in (state or {}).get("points", {}).items():
             objective.set_points(name, pts)
-            self.points[name] = objective.term(name).points[0]
+            self.points[name] = objective.points(name)
 
     def state_dict(self) -> dict[str, Any]:
         return {"points": {n: t.detach().clone() for n, t in self.points.items()}}

@@ -4,7 +4,8 @@
 builds the small Burgers objective of :func:`make_objective`, sharded, and writes to
 ``out_dir/rank<r>.pt`` what the test compares with a single process: loss, gradient,
 Hessian-vector product and term losses at the start (also after ``resample``), the
-L-BFGS loss history, the stop vote, and what rank 0 alone may print.
+L-BFGS loss history, the same after RAR and RAD point updates, the stop vote, and what
+rank 0 alone may print.
 """
 
 from __future__ import annotations
@@ -57,6 +58,19 @@ def other_histories(objective, theta):
     return out
 
 
+def adapted(objective, theta):
+    """Probes after a RAR refinement (5 of 500 candidates added) and then a RAD redraw."""
+    from pinnsolve.resampling import RAD, RAR
+
+    rar = RAR(100, add=5, candidates=500, seed=0)
+    rar.restore(objective, None, 0)
+    rar.update(objective, theta, 1)
+    out = {"rar": probe(objective, theta), "rar_points": objective.points("pde").clone()}
+    RAD(100, candidates=500, seed=0).update(objective, theta, 2)
+    out.update(rad=probe(objective, theta), rad_points=objective.points("pde").clone())
+    return out
+
+
 def run(rank: int, world: int, port: int, out_dir: str) -> None:
     from pinnsolve.distributed import ShardedObjective, is_main
 
@@ -71,6 +85,8 @@ def run(rank: int, world: int, port: int, out_dir: str) -> None:
         result["others"] = other_histories(obj, theta)
         obj.resample(7)
         result["resampled"] = probe(obj, theta)
+        result.update(adapted(obj, theta))
+        result["shard_after_rad"] = [t.points[0].shape[0] for t in obj.terms]
         # the stop vote: only rank 1 is past its deadline, every rank must see the stop
         obj.set_budget(-1.0 if rank == 1 else 1e9)
         obj.loss_and_grad(theta)

@@ -45,6 +45,7 @@ def single():
            "others": dist_worker.other_histories(obj, theta)}
     obj.resample(7)
     res["resampled"] = dist_worker.probe(obj, theta)
+    res.update(dist_worker.adapted(obj, theta))
     return res
 
 
@@ -58,7 +59,7 @@ def test_points_are_split_not_repeated(two_ranks):
     assert two_ranks[1]["shard"] == [128, 20, 20]
 
 
-@pytest.mark.parametrize("when", ["start", "resampled"])
+@pytest.mark.parametrize("when", ["start", "resampled", "rar", "rad"])
 def test_reduced_values_equal_one_process(two_ranks, single, when):
     one = single[when]
     for r in two_ranks:
@@ -71,6 +72,14 @@ def test_reduced_values_equal_one_process(two_ranks, single, when):
             assert abs(two["terms"][name] - value) <= 1e-14 * value
     # the same bits on both ranks: every rank takes the same decisions
     assert torch.equal(two_ranks[0][when]["grad"], two_ranks[1][when]["grad"])
+
+
+def test_rar_and_rad_choose_the_same_global_points_on_every_rank(two_ranks, single):
+    assert single["rar_points"].shape[0] == 256 + 5
+    for key in ("rar_points", "rad_points"):
+        for r in two_ranks:
+            assert torch.equal(r[key], single[key])
+    assert [r["shard_after_rad"] for r in two_ranks] == [[128, 20, 20], [128, 20, 20]]
 
 
 def test_resampling_changes_the_points(single):

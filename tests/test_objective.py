@@ -286,3 +286,18 @@ def test_fused_batch_gradients_with_unknowns_and_fallbacks():
         obj.batch_loss_and_grad_many(theta, idx)
     with pytest.raises(ValueError, match="thetas must be a"):
         batch_loss_and_grad_many(obj, theta, idx)
+
+
+def test_points_are_the_terms_set_and_refuse_paired_sets():
+    obj = small_burgers()
+    assert obj.points("pde") is obj.term("pde").points[0]
+    obj.set_points("pde", np.zeros((3, 2)))
+    assert obj.points("pde").shape == (3, 2) and obj.loss(obj.initial_theta()).isfinite()
+    from pinnsolve import Periodic
+
+    problem = Problem(Interval(-1, 1) * TimeInterval(0, 1))
+    problem.add(Periodic("x", n=8), Initial(lambda x: torch.sin(np.pi * x), n=8))
+    per = problem.compile(MLP(2, 1, (4,), seed=0))
+    assert len(per.term("periodic").points) == 2
+    with pytest.raises(ValueError, match="paired point sets"):
+        per.points("periodic")
