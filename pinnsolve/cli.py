@@ -96,6 +96,15 @@ def _standardization(text: str) -> str:
     return text
 
 
+def _default_help(defaults: dict[str, Any], key: str, unit: str = "") -> str:
+    """The end of an option's help: its default, or the Burgers regimes' when ``None``."""
+    if defaults[key] is not None:
+        return "%(default)s" + unit + ")"
+    smooth, shock = BURGERS_REGIMES["smooth"][key], BURGERS_REGIMES["shock"][key]
+    return f"{smooth:g}{unit} for nu >= 0.01, {shock:g}{unit} below)" if unit else \
+        f"{smooth} for nu >= 0.01, {shock} below)"
+
+
 def add_training_options(p: argparse.ArgumentParser, defaults: dict[str, Any]) -> None:
     """The options every training subcommand shares (same names everywhere)."""
     from .optim import METHODS, SCHEDULES
@@ -108,8 +117,7 @@ def add_training_options(p: argparse.ArgumentParser, defaults: dict[str, Any]) -
                    metavar="N", help="iteration limit of the main optimizer (default: %(default)s)")
     g.add_argument("--max-time", type=_positive_float, default=defaults["max_time"],
                    metavar="SECONDS", help="wall-time budget of the whole run (default: "
-                   + ("%(default)s)" if defaults["max_time"] is not None else
-                      "170 s for nu >= 0.01, 420 s below)"))
+                   + _default_help(defaults, "max_time", " s"))
     g.add_argument("--history", type=_positive_int, default=defaults["history"], metavar="M",
                    help="curvature pairs kept by the limited-memory methods (default: "
                    "the method's own, e.g. lbfgs 10, slbfgs 10)")
@@ -150,19 +158,17 @@ def add_training_options(p: argparse.ArgumentParser, defaults: dict[str, Any]) -
                    "(default: %(default)s)")
     m = p.add_argument_group("model and points")
     m.add_argument("--layers", default=defaults["layers"], metavar="W,W,...",
-                   help="hidden layer widths (default: %(default)s)")
+                   help="hidden layer widths (default: " + _default_help(defaults, "layers"))
     m.add_argument("--activation", default="tanh", help="activation (default: %(default)s)")
     if "points" in defaults:  # collocation, adaptive points, weighting: PDEs only
         m.add_argument("--points", type=_positive_int, default=defaults["points"], metavar="N",
-                       help="interior collocation points (default: " + (
-                           "%(default)s)" if defaults["points"] is not None else
-                           "2540 for nu >= 0.01, 5000 below)"))
+                       help="interior collocation points (default: %(default)s)")
         m.add_argument("--sampler", default=defaults["sampler"], choices=SAMPLERS,
                        help="collocation sampler (default: %(default)s)")
         m.add_argument("--resample-every", type=int, default=defaults["resample_every"],
                        metavar="N", help="draw fresh collocation points every N iterations; 0: "
                        "never (default: %(default)s)")
-        m.add_argument("--adaptive", default="none", choices=("none", "rar", "rad"),
+        m.add_argument("--adaptive", default=defaults["adaptive"], choices=("none", "rar", "rad"),
                        help="residual-based point strategy every --resample-every iterations: "
                        "rar adds the worst candidates, rad redraws the points with density "
                        "~ |r|^k/mean|r|^k + c; none: uniform redraws (default: %(default)s)")
@@ -216,27 +222,30 @@ RUN_DEFAULTS = {
     "points": 2540,
     "sampler": "sobol",
     "resample_every": 100,
+    "adaptive": "none",
 }
 
-#: The default recipe of ``pinnsolve burgers``: the base recipe, with the number of
-#: points and the budget chosen by :func:`burgers_regime` from ``nu`` (``None`` below).
-BURGERS_DEFAULTS = {**RUN_DEFAULTS, "points": None, "max_time": None}
+#: The default recipe of ``pinnsolve burgers``: the base recipe with residual-based
+#: refinement (RAR: the 2,540 Sobol points stay, and every 100 iterations the 10 worst of
+#: 25,400 random candidates join them), the network and the budget chosen by
+#: :func:`burgers_regime` from ``nu`` (``None`` below).  RAR was the largest single gain
+#: of the option table (validation/results/accuracy.md: 3.6e-5 against 7.4e-4 for
+#: uniform redraws at 120 s, nu = 0.01/pi): its error falls steadily where redrawn sets
+#: made it jump by up to 10x between blocks.
+BURGERS_DEFAULTS = {**RUN_DEFAULTS, "adaptive": "rar", "layers": None, "max_time": None}
 
-#: ``pinnsolve burgers`` defaults by regime, chosen by measurement (validation/burgers.py,
-#: validation/accuracy.py): a smooth solution (``nu >= 0.01``) is resolved by 2,540
-#: points in under the 3 minutes a first run should take; a sharper shock needs more
-#: points and more iterations: at nu = 0.01/pi the resampling noise of 2,540 points kept
-#: the error swinging between 6e-5 and 3e-4, 5,000 points ended at 5.9e-5 in one 420 s
-#: run and 2.1e-4 in another, while on 10,000 points the error stayed between 1.4e-5
-#: and 4e-5 from 250 s to 420 s (docs/accuracy.md).
+#: ``pinnsolve burgers`` defaults by regime, chosen by measurement (one core each, with
+#: RAR, docs/accuracy.md): a smooth solution (``nu >= 0.01``) is resolved by 3 x 20 in
+#: the 3 minutes a first run should take (1.0e-6 at nu = 0.01 in 170 s); at nu = 0.01/pi
+#: 3 x 30 was at 1.4e-6 after 420 s (of a 1,200 s run) where 3 x 20 ended at 4.1e-6.
 BURGERS_REGIMES = {
-    "smooth": {"points": 2540, "max_time": 170.0},
-    "shock": {"points": 10000, "max_time": 420.0},
+    "smooth": {"layers": "20,20,20", "max_time": 170.0},
+    "shock": {"layers": "30,30,30", "max_time": 420.0},
 }
 
 
 def burgers_regime(nu: float) -> dict[str, Any]:
-    """The regime defaults (``points``, ``max_time``) of ``pinnsolve burgers --nu nu``:
+    """The regime defaults (``layers``, ``max_time``) of ``pinnsolve burgers --nu nu``:
     ``"smooth"`` for ``nu >= 0.01``, ``"shock"`` below."""
     return BURGERS_REGIMES["smooth" if nu >= 0.01 else "shock"]
 
@@ -247,11 +256,9 @@ def burgers_regime(nu: float) -> dict[str, Any]:
 #: without ``--preset``.
 BURGERS_PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
-    # 3 x 30 on 5,000 points: 1.9e-6 and 1.2e-5 in two 1,200 s runs (median over the last
-    # 3,000 iterations 5.5e-6); 3 x 20 on 10,000 points, better early, ended at 1.0e-5
-    # (docs/accuracy.md)
-    "accurate": {"optimizer": "ssbroyden", "layers": "30,30,30", "points": 5000,
-                 "max_time": 1200.0},
+    # 3 x 30 with RAR for 1,200 s: 2.3e-7 at nu = 0.01/pi (below 5e-7 from 670 s on; with
+    # 5,000 base points 3.2e-7); with uniform redraws 1.9e-6 and 1.2e-5 (docs/accuracy.md)
+    "accurate": {"optimizer": "ssbroyden", "layers": "30,30,30", "max_time": 1200.0},
     "fast": {"max_time": 30.0},
 }
 

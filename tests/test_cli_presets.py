@@ -111,15 +111,39 @@ def test_preset_reaches_the_run(tmp_path):
             assert stored == value, key
 
 
-def test_default_points_and_budget_grow_for_sharp_shocks():
-    """nu >= 0.01: 2540 points, 170 s; below: 10000 points, 420 s; explicit options and
-    presets win."""
-    assert burgers_regime(0.01) == BURGERS_REGIMES["smooth"] == {"points": 2540,
+def test_default_network_and_budget_grow_for_sharp_shocks():
+    """nu >= 0.01: 3 x 20, 170 s; below: 3 x 30, 420 s; explicit options and presets win."""
+    assert burgers_regime(0.01) == BURGERS_REGIMES["smooth"] == {"layers": "20,20,20",
                                                                  "max_time": 170.0}
-    assert burgers_regime(0.01 / 3.14159) == BURGERS_REGIMES["shock"] == {"points": 10000,
-                                                                          "max_time": 420.0}
+    assert burgers_regime(0.01 / 3.14159) == BURGERS_REGIMES["shock"] == {
+        "layers": "30,30,30", "max_time": 420.0}
     args = parse("burgers")
-    assert args.max_time is None and args.points is None  # resolved from --nu at run time
+    assert args.max_time is None and args.layers is None  # resolved from --nu at run time
     assert parse("burgers", "--preset", "fast").max_time == BURGERS_PRESETS["fast"]["max_time"]
-    assert parse("burgers", "--preset", "accurate").points == BURGERS_PRESETS["accurate"][
-        "points"]
+    assert parse("burgers", "--preset", "accurate").layers == BURGERS_PRESETS["accurate"][
+        "layers"]
+    helps = " ".join(build_parser()._subparsers._group_actions[0].choices["burgers"]
+                     .format_help().split())
+    assert "(default: 170 s for nu >= 0.01, 420 s below)" in helps
+    assert "(default: 20,20,20 for nu >= 0.01, 30,30,30 below)" in helps
+
+
+def test_burgers_refines_with_rar_by_default_and_run_redraws(tmp_path):
+    assert parse("burgers").adaptive == "rar" and parse("burgers").points == 2540
+    assert parse("burgers", "--adaptive", "none").adaptive == "none"
+    run_help = " ".join(build_parser()._subparsers._group_actions[0].choices["burgers"]
+                        .format_help().split())
+    assert "none: uniform redraws (default: rar)" in run_help
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        out = tmp_path / "run.h5"
+        assert main(["burgers", "--nu", "0.1", "--points", "64", "--layers", "8", "--quiet",
+                     "--max-iter", "3", "--resample-every", "1", "--out", str(out)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    config = load_run(out)["config"]
+    assert config["adaptive"] == "rar" and config["rar_add"] == 10
+    from pinnsolve.cli import RUN_DEFAULTS
+
+    assert RUN_DEFAULTS["adaptive"] == "none"  # other problems keep uniform redraws
