@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 import pytest
-import torch
 
 from pinnsolve.cli import (
     BURGERS_DEFAULTS,
@@ -24,6 +23,15 @@ from pinnsolve.io import load_run
 def parse(*argv: str) -> argparse.Namespace:
     args = build_parser().parse_args(list(argv))
     return apply_preset(args, BURGERS_PRESETS, explicit_options(argv))
+
+
+def tiny_run(tmp_path, *extra: str) -> dict:
+    """``pinnsolve burgers`` on 64 points, a 1 x 8 network, 3 iterations; returns the
+    run's stored configuration (one thread: tests/conftest.py)."""
+    out = tmp_path / "run.h5"
+    assert main(["burgers", "--nu", "0.1", "--points", "64", "--layers", "8", "--quiet",
+                 "--max-iter", "3", *extra, "--out", str(out)]) == 0
+    return load_run(out)["config"]
 
 
 def test_explicit_options_are_exactly_those_given():
@@ -92,16 +100,8 @@ def test_bad_presets_are_refused_clearly(capsys):
 def test_preset_reaches_the_run(tmp_path):
     """A tiny end-to-end run: the results file records the preset's settings, except
     those given explicitly."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     given = {"points": 64, "layers": "8", "max_iter": 3}
-    try:
-        out = tmp_path / "run.h5"
-        assert main(["burgers", "--nu", "0.1", "--points", "64", "--layers", "8", "--quiet",
-                     "--preset", "accurate", "--max-iter", "3", "--out", str(out)]) == 0
-    finally:
-        torch.set_num_threads(threads)
-    config = load_run(out)["config"]
+    config = tiny_run(tmp_path, "--preset", "accurate")
     assert config["preset"] == "accurate"
     for key, value in given.items():
         assert config[key] == value
@@ -134,15 +134,7 @@ def test_burgers_refines_with_rar_by_default_and_run_redraws(tmp_path):
     run_help = " ".join(build_parser()._subparsers._group_actions[0].choices["burgers"]
                         .format_help().split())
     assert "none: uniform redraws (default: rar)" in run_help
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        out = tmp_path / "run.h5"
-        assert main(["burgers", "--nu", "0.1", "--points", "64", "--layers", "8", "--quiet",
-                     "--max-iter", "3", "--resample-every", "1", "--out", str(out)]) == 0
-    finally:
-        torch.set_num_threads(threads)
-    config = load_run(out)["config"]
+    config = tiny_run(tmp_path, "--resample-every", "1")
     assert config["adaptive"] == "rar" and config["rar_add"] == 10
     from pinnsolve.cli import RUN_DEFAULTS
 
