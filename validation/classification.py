@@ -405,8 +405,9 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-dtype-check", action="store_true")
     ap.add_argument("--no-cost", action="store_true", help="skip the L-BFGS cost measurement")
-    ap.add_argument("--cost-iters", type=int, default=100,
-                    help="iterations per L-BFGS cost run (default: %(default)s)")
+    ap.add_argument("--cost-iters", type=int, default=None,
+                    help="iterations per L-BFGS cost run (default: --max-iter, the length of "
+                    "the N = 5,000 L-BFGS rows, so the first iterations weigh as in them)")
     ap.add_argument("--set", action="append", default=[], metavar="TABLE:ROW:KEY=VALUE",
                     help="override one recipe entry (for tuning runs), e.g. "
                     "fashion-60000:adam:lr=2e-3")
@@ -415,7 +416,9 @@ def main(argv=None) -> int:
     if args.quick:
         args.max_iter, args.budget, args.full_iter, args.full_budget = 50, 10.0, 10, 10.0
         args.epochs_scale = min(args.epochs_scale, 0.05)
-        args.cost_iters = min(args.cost_iters, 20)
+        args.cost_iters = min(args.cost_iters or 20, 20)
+    if args.cost_iters is None:
+        args.cost_iters = args.max_iter
     if args.out is None:
         name = "classification_holdout.md" if args.holdout else "classification.md"
         args.out = HERE / "results" / name
