@@ -166,8 +166,8 @@ def add_training_options(p: argparse.ArgumentParser, defaults: dict[str, Any]) -
         m.add_argument("--sampler", default=defaults["sampler"], choices=SAMPLERS,
                        help="collocation sampler (default: %(default)s)")
         m.add_argument("--resample-every", type=int, default=defaults["resample_every"],
-                       metavar="N", help="draw fresh collocation points every N iterations; 0: "
-                       "never (default: %(default)s)")
+                       metavar="N", help="iterations between point updates (fresh points, or the "
+                       "--adaptive strategy); 0: fixed points (default: %(default)s)")
         m.add_argument("--adaptive", default=defaults["adaptive"], choices=("none", "rar", "rad"),
                        help="residual-based point strategy every --resample-every iterations: "
                        "rar adds the worst candidates, rad redraws the points with density "
@@ -424,8 +424,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         if args.command == "burgers":
-            explicit = explicit_options(sys.argv[1:] if argv is None else argv)
-            return _burgers(apply_preset(args, BURGERS_PRESETS, explicit))
+            args.explicit = explicit_options(sys.argv[1:] if argv is None else argv)
+            return _burgers(apply_preset(args, BURGERS_PRESETS, args.explicit))
         if args.command == "plot":
             return _plot(args)
         if args.command == "burgers-data":
@@ -610,6 +610,9 @@ def train_and_report(problem: Any, args: argparse.Namespace, config: dict[str, A
     from .train import Trainer
 
     device = _check_run_options(args)
+    if args.adaptive != "none" and not args.resample_every and "adaptive" not in getattr(
+            args, "explicit", {"adaptive"}):
+        args.adaptive = "none"  # a default strategy yields to --resample-every 0 (fixed points)
     if (args.nproc > 1 or launched_by_torchrun()) and args.batch_size is not None:
         raise UsageError("--batch-size runs in one process only (mini-batches are not "
                          "sharded across ranks yet)")

@@ -139,3 +139,13 @@ def test_burgers_refines_with_rar_by_default_and_run_redraws(tmp_path):
     from pinnsolve.cli import RUN_DEFAULTS
 
     assert RUN_DEFAULTS["adaptive"] == "none"  # other problems keep uniform redraws
+
+
+def test_resample_every_0_keeps_the_points_fixed_unless_rar_is_asked_for(tmp_path, capsys):
+    config = tiny_run(tmp_path, "--resample-every", "0")
+    assert config["adaptive"] == "none" and config["resample_every"] == 0
+    with pytest.raises(SystemExit) as exc:
+        main(["burgers", "--nu", "0.1", "--points", "64", "--layers", "8", "--quiet",
+              "--max-iter", "3", "--resample-every", "0", "--adaptive", "rar"])
+    assert exc.value.code == 2
+    assert "--adaptive rar needs --resample-every N > 0" in capsys.readouterr().err
