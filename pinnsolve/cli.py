@@ -146,9 +146,13 @@ def add_training_options(p: argparse.ArgumentParser, defaults: dict[str, Any]) -
     g.add_argument("--gtol", type=float, default=0.0,
                    help="stop when max |gradient| <= GTOL (default: %(default)s)")
     g.add_argument("--seed", type=int, default=0, help="seed of network and points")
-    g.add_argument("--continuation", metavar="NAME:START", default=None,
+    continuation = defaults.get("continuation", "none")
+    g.add_argument("--continuation", metavar="NAME:START", default=continuation,
                    help="homotopy continuation in a problem parameter, e.g. nu:0.1: solve "
-                   "at START first, then at geometric steps down (or up) to the target value")
+                   "at START first, then at geometric steps down (or up) to the target value; "
+                   "none: no continuation (default: " + (
+                       "%(default)s)" if continuation is not None else
+                       f"{BURGERS_REGIMES['thin']['continuation']} for nu < 0.001, else none)"))
     g.add_argument("--continuation-steps", type=_positive_int, default=4, metavar="K",
                    help="continuation steps from START to the target (default: %(default)s)")
     g.add_argument("--threads", type=_positive_int, default=None, metavar="N",
@@ -232,22 +236,29 @@ RUN_DEFAULTS = {
 #: of the option table (validation/results/accuracy.md: 3.6e-5 against 7.4e-4 for
 #: uniform redraws at 120 s, nu = 0.01/pi): its error falls steadily where redrawn sets
 #: made it jump by up to 10x between blocks.
-BURGERS_DEFAULTS = {**RUN_DEFAULTS, "adaptive": "rar", "layers": None, "max_time": None}
+BURGERS_DEFAULTS = {**RUN_DEFAULTS, "adaptive": "rar", "layers": None, "max_time": None,
+                    "continuation": None}
 
 #: ``pinnsolve burgers`` defaults by regime, chosen by measurement (one core each, with
 #: RAR, docs/accuracy.md): a smooth solution (``nu >= 0.01``) is resolved by 3 x 20 in
 #: the 3 minutes a first run should take (1.0e-6 at nu = 0.01 in 170 s); at nu = 0.01/pi
 #: 3 x 30 was at 1.4e-6 after 420 s (of a 1,200 s run) where 3 x 20 ended at 4.1e-6.
+#: Below nu = 0.001 (``"thin"``) the run starts at nu = 0.01/pi and continues down to the
+#: target in 4 steps: at nu = 0.001/pi the accurate preset ended at 4.2e-1 on its own
+#: (the network flattened the profile before the shock formed) and at 4.3e-5 with the
+#: continuation (1,200 s, docs/accuracy.md).
 BURGERS_REGIMES = {
     "smooth": {"layers": "20,20,20", "max_time": 170.0},
     "shock": {"layers": "30,30,30", "max_time": 420.0},
+    "thin": {"layers": "30,30,30", "max_time": 420.0, "continuation": "nu:0.01/pi"},
 }
 
 
 def burgers_regime(nu: float) -> dict[str, Any]:
-    """The regime defaults (``layers``, ``max_time``) of ``pinnsolve burgers --nu nu``:
-    ``"smooth"`` for ``nu >= 0.01``, ``"shock"`` below."""
-    return BURGERS_REGIMES["smooth" if nu >= 0.01 else "shock"]
+    """The regime defaults (``layers``, ``max_time``, ``continuation``) of ``pinnsolve
+    burgers --nu nu``: ``"smooth"`` for ``nu >= 0.01``, ``"shock"`` for ``0.001 <= nu <
+    0.01``, ``"thin"`` below."""
+    return BURGERS_REGIMES["smooth" if nu >= 0.01 else "shock" if nu >= 0.001 else "thin"]
 
 
 #: Named recipes for ``pinnsolve burgers --preset NAME``: bundles of the options above
@@ -610,6 +621,8 @@ def train_and_report(problem: Any, args: argparse.Namespace, config: dict[str, A
     from .train import Trainer
 
     device = _check_run_options(args)
+    if args.continuation == "none":
+        args.continuation = None
     if args.adaptive != "none" and not args.resample_every and "adaptive" not in getattr(
             args, "explicit", {"adaptive"}):
         args.adaptive = "none"  # a default strategy yields to --resample-every 0 (fixed points)

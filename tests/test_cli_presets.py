@@ -117,6 +117,8 @@ def test_default_network_and_budget_grow_for_sharp_shocks():
                                                                  "max_time": 170.0}
     assert burgers_regime(0.01 / 3.14159) == BURGERS_REGIMES["shock"] == {
         "layers": "30,30,30", "max_time": 420.0}
+    assert burgers_regime(0.001 / 3.14159) == BURGERS_REGIMES["thin"] == {
+        "layers": "30,30,30", "max_time": 420.0, "continuation": "nu:0.01/pi"}
     args = parse("burgers")
     assert args.max_time is None and args.layers is None  # resolved from --nu at run time
     assert parse("burgers", "--preset", "fast").max_time == BURGERS_PRESETS["fast"]["max_time"]
@@ -149,3 +151,20 @@ def test_resample_every_0_keeps_the_points_fixed_unless_rar_is_asked_for(tmp_pat
               "--max-iter", "3", "--resample-every", "0", "--adaptive", "rar"])
     assert exc.value.code == 2
     assert "--adaptive rar needs --resample-every N > 0" in capsys.readouterr().err
+
+
+def test_thin_shocks_continue_from_nu_0_01_over_pi_unless_told_otherwise(tmp_path):
+    common = ["--points", "64", "--layers", "8", "--quiet", "--max-iter", "8",
+              "--continuation-steps", "1"]
+    out = tmp_path / "thin.h5"
+    assert main(["burgers", "--nu", "0.001/pi", *common, "--out", str(out)]) == 0
+    assert load_run(out)["config"]["continuation"] == "nu:0.01/pi/1"
+    for extra, want in ((["--continuation", "none"], None), (["--continuation", "nu:0.1"],
+                                                               "nu:0.1/1")):
+        assert main(["burgers", "--nu", "0.001/pi", *common, *extra, "--out", str(out)]) == 0
+        assert load_run(out)["config"].get("continuation") == want
+    assert main(["burgers", "--nu", "0.01/pi", *common, "--out", str(out)]) == 0
+    assert load_run(out)["config"].get("continuation") is None
+    helps = " ".join(build_parser()._subparsers._group_actions[0].choices["burgers"]
+                     .format_help().split())
+    assert "(default: nu:0.01/pi for nu < 0.001, else none)" in helps

@@ -87,6 +87,7 @@ TARGETS: dict[str, tuple[str, list[str], float, float | None]] = {
     "default-0.01/pi": ("0.01/pi", [], 600, 1e-4),
     "default-0.01": ("0.01", [], 300, 1e-5),
     "accurate-0.001/pi": ("0.001/pi", ["--preset", "accurate"], 1200, None),
+    "default-0.001/pi": ("0.001/pi", [], 600, None),
 }
 
 
