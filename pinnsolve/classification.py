@@ -254,23 +254,15 @@ class ClassificationObjective(FunctionObjective):
         x, y, n = self.x_train, self.y_train, self.n_samples
         with torch.enable_grad():
             th = theta.detach().requires_grad_(True)
-            p = self.unflatten(th)
-            h = torch.addcmul(mlp.shift, x, mlp.scale)
-            zs, inputs = [], []
-            for name, layer in mlp.layers.named_children():
-                if isinstance(layer, torch.nn.Linear):
-                    inputs.append(h.detach())
-                    h = torch.addmm(p[f"layers.{name}.bias"], h, p[f"layers.{name}.weight"].T)
-                    zs.append(h)
-                else:
-                    h = layer(h)
-            ce = F.cross_entropy(h, y, reduction="none")
+            out, linear = mlp.forward_layers(self.unflatten(th), x)
+            ce = F.cross_entropy(out, y, reduction="none")
             value = ce.mean()
             if self.weight_decay:
                 value = value + 0.5 * self.weight_decay * th.pow(2).sum()
-            g, *dz = torch.autograd.grad(value, [th, *zs])
+            g, *dz = torch.autograd.grad(value, [th, *(z for *_, z in linear)])
         cache = {"theta": theta.detach().clone(), "losses": ce.detach(),
-                 "deltas": [d.mul_(n) for d in dz], "inputs": inputs[1:]}
+                 "deltas": [d.mul_(n) for d in dz],
+                 "inputs": [a.detach() for a, *_ in linear[1:]]}
         return value.detach(), g, cache
 
     def batch_svrg_difference(self, theta: Tensor, idx: Tensor, cache: dict
@@ -297,24 +289,11 @@ class ClassificationObjective(FunctionObjective):
         b, wd, snap_theta = x.shape[0], self.weight_decay, cache["theta"]
         with torch.enable_grad():
             th = theta.detach().requires_grad_(True)
-            p = self.unflatten(th)
-            h = torch.addcmul(mlp.shift, x, mlp.scale)
-            layer_no, snap = 0, None
-            for name, layer in mlp.layers.named_children():
-                if not isinstance(layer, torch.nn.Linear):
-                    h = layer(h)
-                    continue
-                W, bias = p[f"layers.{name}.weight"], p[f"layers.{name}.bias"]
-                h = torch.addmm(bias, h, W.T)
-                d = deltas[layer_no]
-                if layer_no == 0:  # the same input as at the snapshot: through z_1 itself
-                    term = (h * d).sum()
-                else:
-                    term = ((W * (d.T @ inputs[layer_no - 1])).sum()
-                            + (bias * d.sum(0)).sum())
-                snap = term if snap is None else snap + term
-                layer_no += 1
-            ce = F.cross_entropy(h, y)
+            out, linear = mlp.forward_layers(self.unflatten(th), x)
+            snap = (linear[0][3] * deltas[0]).sum()  # same input as at the snapshot: via z_1
+            for (_, W, bias, _), d, a in zip(linear[1:], deltas[1:], inputs, strict=True):
+                snap = snap + ((W * (d.T @ a)).sum() + (bias * d.sum(0)).sum())
+            ce = F.cross_entropy(out, y)
             surrogate = ce - snap / b
             if wd:
                 surrogate = surrogate + wd * th.dot(0.5 * th - snap_theta)

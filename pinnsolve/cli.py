@@ -241,12 +241,12 @@ BURGERS_DEFAULTS = {**RUN_DEFAULTS, "adaptive": "rar", "layers": None, "max_time
 
 #: ``pinnsolve burgers`` defaults by regime, chosen by measurement (one core each, with
 #: RAR, docs/accuracy.md): a smooth solution (``nu >= 0.01``) is resolved by 3 x 20 in
-#: the 3 minutes a first run should take (1.0e-6 at nu = 0.01 in 170 s); at nu = 0.01/pi
-#: 3 x 30 was at 1.4e-6 after 420 s (of a 1,200 s run) where 3 x 20 ended at 4.1e-6.
-#: Below nu = 0.001 (``"thin"``) the run starts at nu = 0.01/pi and continues down to the
-#: target in 4 steps: at nu = 0.001/pi the accurate preset ended at 4.2e-1 on its own
-#: (the network flattened the profile before the shock formed) and at 4.3e-5 with the
-#: continuation (1,200 s, docs/accuracy.md).
+#: the 3 minutes a first run should take (6.7e-7 at nu = 0.01 in 170 s); at nu = 0.01/pi
+#: 3 x 30 was at 1.4e-6 after 404 s (of a 1,200 s run) where 3 x 20 ended at 4.1e-6 in
+#: 420 s (the default then ended at 7.9e-7).  Below nu = 0.001 (``"thin"``) the run
+#: starts at nu = 0.01/pi and continues down to the target in 4 steps: at nu = 0.001/pi
+#: the accurate preset ended at 4.2e-1 on its own (the network flattened the profile
+#: before the shock formed) and at 6.4e-5 with the continuation (1,200 s).
 BURGERS_REGIMES = {
     "smooth": {"layers": "20,20,20", "max_time": 170.0},
     "shock": {"layers": "30,30,30", "max_time": 420.0},
@@ -267,7 +267,7 @@ def burgers_regime(nu: float) -> dict[str, Any]:
 #: without ``--preset``.
 BURGERS_PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
-    # 3 x 30 with RAR for 1,200 s: 2.3e-7 at nu = 0.01/pi (below 5e-7 from 670 s on; with
+    # 3 x 30 with RAR for 1,200 s: 1.9e-7 at nu = 0.01/pi (below 5e-7 from 523 s on; with
     # 5,000 base points 3.2e-7); with uniform redraws 1.9e-6 and 1.2e-5 (docs/accuracy.md)
     "accurate": {"optimizer": "ssbroyden", "layers": "30,30,30", "max_time": 1200.0},
     "fast": {"max_time": 30.0},
@@ -435,8 +435,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         if args.command == "burgers":
-            args.explicit = explicit_options(sys.argv[1:] if argv is None else argv)
-            return _burgers(apply_preset(args, BURGERS_PRESETS, args.explicit))
+            explicit = explicit_options(sys.argv[1:] if argv is None else argv)
+            return _burgers(apply_preset(args, BURGERS_PRESETS, explicit), explicit)
         if args.command == "plot":
             return _plot(args)
         if args.command == "burgers-data":
@@ -532,7 +532,8 @@ def _run(args: argparse.Namespace) -> int:
     return train_and_report(problem, opts, {"problem": name, **values})
 
 
-def _burgers(args: argparse.Namespace) -> int:
+def _burgers(args: argparse.Namespace, explicit: set[str]) -> int:
+    """``pinnsolve burgers``; ``explicit``: the options given on the command line."""
     from .problems.burgers import make_problem
 
     if args.nu <= 0:
@@ -540,6 +541,8 @@ def _burgers(args: argparse.Namespace) -> int:
     for key, value in burgers_regime(args.nu).items():  # defaults that depend on nu
         if getattr(args, key) is None:
             setattr(args, key, value)
+    if not args.resample_every and "adaptive" not in explicit:
+        args.adaptive = "none"  # the RAR default yields to --resample-every 0 (fixed points)
     data = None
     if args.infer_nu:
         if args.data is None:
@@ -623,9 +626,6 @@ def train_and_report(problem: Any, args: argparse.Namespace, config: dict[str, A
     device = _check_run_options(args)
     if args.continuation == "none":
         args.continuation = None
-    if args.adaptive != "none" and not args.resample_every and "adaptive" not in getattr(
-            args, "explicit", {"adaptive"}):
-        args.adaptive = "none"  # a default strategy yields to --resample-every 0 (fixed points)
     if (args.nproc > 1 or launched_by_torchrun()) and args.batch_size is not None:
         raise UsageError("--batch-size runs in one process only (mini-batches are not "
                          "sharded across ranks yet)")

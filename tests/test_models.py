@@ -76,3 +76,14 @@ def test_stacked_forward_is_none_without_a_batched_forward():
     assert stacked_forward(plain) is None
     assert stacked_forward(OutputTransform(plain, lambda z, u: u)) is None
     assert stacked_forward(MLP(2, 1, (3,))) is not None
+
+
+def test_forward_layers_records_each_linear_layer():
+    net = MLP(3, 2, (5, 4), seed=0)
+    params = dict(net.named_parameters())
+    z = torch.randn(7, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    out, linear = net.forward_layers(params, z)
+    assert torch.equal(out, net(z)) and len(linear) == 3
+    for (a, W, b, zl), width in zip(linear, (5, 4, 2), strict=True):
+        assert zl.shape == (7, width) and torch.allclose(zl, a @ W.T + b, rtol=1e-14)
+    assert torch.equal(linear[1][0], torch.tanh(linear[0][3]))

@@ -165,7 +165,7 @@ def step_times(obj, b: int, rounds: int) -> dict:
         "sgd_mean_ms": 1e3 * statistics.fmean(times["sgd"]),
         "fused_ms": 1e3 * med["fused"],
         "two_calls_ms": 1e3 * med["two_calls"],
-        "cached_ms": 1e3 * statistics.median(times["cached"]) if times["cached"] else None,
+        "cached_ms": 1e3 * med["cached"] if "cached" in med else None,
         "direction_ms": 1e3 * statistics.median(dirs),
         "pairs": sl.state["hist"]["count"],
         "n": len(times["slbfgs_inner"]),
