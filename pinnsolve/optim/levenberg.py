@@ -157,12 +157,14 @@ forcing with up to 200 iterations did not help).  With wider networks the dense 
 algebra grows as :math:`m n^2` and the products as :math:`m n`: at 50 s ``levenberg``
 on 3 x 30 (1,981 parameters) 2.8e-1 dense vs 4.1e-1 cg, on 3 x 40 (3,441 parameters)
 5.0e-1 dense (16 iterations) vs 4.6e-1 cg (67) (``validation/results/lm_cg_sizes.md``),
-hence ``auto_max = 2500``.  Per-iteration overhead beyond the objective's calls
-(``validation/optimizers.py``, real Burgers objective, same process): dense 423% (Levenberg)
-and 529% (LM) of one loss-and-gradient evaluation, cg 13.4% and 13.7% -- above the 10%
-target: ~8 small in-place vector operations per CGLS iteration, each right after a large
-autograd pass, where the first tensor operation after a heavy kernel was measured at
-25-100 us (cold caches; ~5 us in a warm loop).
+hence ``auto_max = 2500``.  Per-iteration cost beyond the objective's calls
+(``python validation/optimizers.py --budget 60 --threads 1``, quiet machine): dense
+402% (Levenberg) and 398% (LM) of one loss-and-gradient evaluation, of which forming
+:math:`J^\\top J` (2.43 GFLOP by syrk, 52.7 ms) is 3.0 evaluations and the Cholesky
+factorization 0.9; cg 17.8% and 16.3%, the cache refill after each of the two Jacobian
+products of a CGLS iteration (a small vector step costs ~120 us right after a large
+autograd pass, ~30 us in a warm loop).  At 60 s dense ``levenberg`` reached 1.1e-3, the
+fourth-lowest error of all optimizers on that table.
 
 References
 ----------
