@@ -99,7 +99,7 @@ class MLP(nn.Module):
     ) -> tuple[Tensor, list[tuple[Tensor, Tensor, Tensor, Tensor]]]:
         """The network at ``params`` (``named_parameters()`` names -> tensors), with
         ``(a_{l-1}, W_l, b_l, z_l)`` for every linear layer ``l``: its input, weight,
-        bias and output :math:`z_l = a_{l-1} W_l^\top + b_l` (the pre-activation), for
+        bias and output :math:`z_l = a_{l-1} W_l^\\top + b_l` (the pre-activation), for
         per-layer gradient formulas (:meth:`ClassificationObjective.svrg_snapshot
         <pinnsolve.classification.ClassificationObjective.svrg_snapshot>`)."""
         h = torch.addcmul(self.shift, z, self.scale)
@@ -151,25 +151,6 @@ class OutputTransform(nn.Module):
 
     def forward(self, z: Tensor) -> Tensor:
         return self.transform(z, self.net(z))
-
-    def forward_layers(
-        self, params: dict[str, Tensor], z: Tensor
-    ) -> tuple[Tensor, list[tuple[Tensor, Tensor, Tensor, Tensor]]]:
-        """The network at ``params`` (``named_parameters()`` names -> tensors), with
-        ``(a_{l-1}, W_l, b_l, z_l)`` for every linear layer ``l``: its input, weight,
-        bias and output :math:`z_l = a_{l-1} W_l^\top + b_l` (the pre-activation), for
-        per-layer gradient formulas (:meth:`ClassificationObjective.svrg_snapshot
-        <pinnsolve.classification.ClassificationObjective.svrg_snapshot>`)."""
-        h = torch.addcmul(self.shift, z, self.scale)
-        linear = []
-        for name, layer in self.layers.named_children():
-            if not isinstance(layer, nn.Linear):
-                h = layer(h)  # element-wise activation
-                continue
-            W, b = params[f"layers.{name}.weight"], params[f"layers.{name}.bias"]
-            a, h = h, torch.addmm(b, h, W.T)
-            linear.append((a, W, b, h))
-        return h, linear
 
     def forward_stacked(self, params: dict[str, Tensor], z: Tensor) -> Tensor:
         """:meth:`MLP.forward_stacked` through the transform (which acts row by row)."""

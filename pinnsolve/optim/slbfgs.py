@@ -49,7 +49,7 @@ offers (the results agree to round-off):
   classification objective with an MLP): the snapshot's full pass also keeps per-sample
   quantities (per-layer back-propagated errors and layer inputs, ``N x`` the sum of the
   widths), from which the snapshot's batch gradient is a linear function of
-  :math:`\theta`; the difference :math:`\nabla f_{S_t}(x_t) - \nabla f_{S_t}(w_k)` then
+  :math:`\\theta`; the difference :math:`\\nabla f_{S_t}(x_t) - \\nabla f_{S_t}(w_k)` then
   costs one forward/backward pass at :math:`x_t`, the first layer taking both terms in
   one product.  The cache is not part of the state (a resumed run rebuilds it from
   :math:`w_k` by the same pass);
